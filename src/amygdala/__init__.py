@@ -1,0 +1,1 @@
+"""amygdala: find, check and use emotion directions inside transformer language models."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `amygdala` program (see `amygdala.cli`)."""

