@@ -191,6 +191,18 @@ class Scenario:
         return tuple(self.variants)
 
 
+def _to_path(path: str | Path) -> Path:
+    return Path(path)
+
+
+def _by_slug(scenarios: Iterable[Scenario]) -> tuple[Scenario, ...]:
+    return tuple(sorted(scenarios, key=lambda s: s.slug))
+
+
+def _by_id(texts: Iterable[Text]) -> tuple[Text, ...]:
+    return tuple(sorted(texts, key=lambda t: t.id))
+
+
 def _check_corpus(instance: Corpus) -> None:
     slugs = [s.slug for s in instance.scenarios]
     if len(set(slugs)) != len(slugs):
@@ -223,16 +235,10 @@ class Corpus:
         CorpusError: repeated scenario slugs or text ids, or texts with the wrong role.
     """
 
-    root: Path = attrs.field(converter=Path)
-    scenarios: tuple[Scenario, ...] = attrs.field(
-        converter=lambda s: tuple(sorted(s, key=lambda x: x.slug))
-    )
-    stories: tuple[Text, ...] = attrs.field(
-        default=(), converter=lambda s: tuple(sorted(s, key=lambda x: x.id))
-    )
-    neutral: tuple[Text, ...] = attrs.field(
-        default=(), converter=lambda s: tuple(sorted(s, key=lambda x: x.id))
-    )
+    root: Path = attrs.field(converter=_to_path)
+    scenarios: tuple[Scenario, ...] = attrs.field(converter=_by_slug)
+    stories: tuple[Text, ...] = attrs.field(default=(), converter=_by_id)
+    neutral: tuple[Text, ...] = attrs.field(default=(), converter=_by_id)
 
     def __attrs_post_init__(self) -> None:
         _check_corpus(self)
@@ -326,7 +332,7 @@ class Corpus:
 
         drafts = [
             ScenarioDraft(slug=s.slug, baseline=s.baseline, variants=s.variants,
-                          anchors=s.anchors)
+                          anchors=s.anchors, has_anchors_file=bool(s.anchors))
             for s in self.scenarios
         ]
         report = check_scenarios(
@@ -384,10 +390,10 @@ class Corpus:
         result = scan(path, stories=stories, neutral=neutral)
         errors = [f for f in result.findings if f.severity == "error"]
         if errors:
-            first = errors[0]
-            more = f" ({len(errors) - 1} more problems)" if len(errors) > 1 else ""
+            first, n_more = errors[0], len(errors) - 1
+            more = f" ({n_more} more {'error' if n_more == 1 else 'errors'}.)" if n_more else ""
             raise CorpusError(
-                f"cannot load corpus {path}: {first.path}: {first.message}{more}. "
+                f"cannot load corpus {path}: {first.path}: {first.message}{more} "
                 f"Run `amygdala lint {path}` for the full list."
             )
         scenarios = [
