@@ -83,3 +83,37 @@ def smollm_factory() -> Callable[[str], Backend]:
         return built[name]
 
     return make
+
+
+# Concepts of the small real-model run shared by integration tests.
+SMALL_CONCEPTS = ("afraid", "joyful", "sad", "calm", "angry", "curious")
+
+
+@pytest.fixture(scope="session")
+def small_run(smollm_factory: Callable[[str], Backend],
+              tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real run on SmolLM2: six concepts of the shipped corpus, all layers, paired method.
+
+    Returns a namespace with ``result`` (the `TrainResult`), ``run_dir`` (holding
+    vectors.json/.safetensors and run.json), ``session`` and ``corpus`` for reuse.
+    """
+    from types import SimpleNamespace
+
+    from pathlib import Path
+
+    from amygdala._corpus import Corpus
+    from amygdala._store import ActivationStore
+    from amygdala._train import Session, TrainConfig, train
+    from amygdala._types import Pooling
+
+    backend = smollm_factory("torch")
+    root = Path(__file__).resolve().parents[1]
+    corpus = Corpus.load(root / "paired").select(SMALL_CONCEPTS)
+    store = ActivationStore(tmp_path_factory.mktemp("store"),
+                            fingerprint=backend.loaded.fingerprint,  # type: ignore[attr-defined]
+                            pooling=Pooling())
+    session = Session(loaded=backend.loaded, backend=backend, store=store)  # type: ignore[attr-defined]
+    result = train(corpus, config=TrainConfig(), out=tmp_path_factory.mktemp("run"),
+                   session=session)
+    return SimpleNamespace(result=result, run_dir=result.run_dir, session=session,
+                           corpus=corpus)
