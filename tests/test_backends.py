@@ -20,7 +20,7 @@ from tests.conftest import BACKEND_NAMES, tiny_llama
 TEXTS = ["The kettle clicked off.", "He read the letter twice, then folded it.", "Rain."]
 
 
-class Boom(RuntimeError):
+class BoomError(RuntimeError):
     pass
 
 
@@ -29,7 +29,7 @@ def test_registry_lists_both_backends() -> None:
 
 
 def test_unknown_backend_names_the_valid_ones() -> None:
-    with pytest.raises(BackendError, match="expected one of transformer_lens, torch|torch"):
+    with pytest.raises(BackendError, match="expected one of"):
         get_backend("jax", tiny_llama())
 
 
@@ -100,8 +100,8 @@ def test_hooks_are_removed_after_an_exception(tiny_backend: Backend, block: str)
             [Ablation(layer=0, component="heads", indices=[0, 1])]),
         "tracing": lambda: tiny_backend.tracing([Site(layer=0)]),
     }
-    with pytest.raises(Boom), contexts[block]():
-        raise Boom("inside the block")
+    with pytest.raises(BoomError), contexts[block]():
+        raise BoomError("inside the block")
     torch.testing.assert_close(tiny_backend.logits(TEXTS), before)
 
 
@@ -206,9 +206,9 @@ def test_smollm_conformance(smollm_factory: Callable[[str], Backend], name: str)
     backend = smollm_factory(name)
     assert backend.dims.n_layers == 30 and backend.dims.d_model == 576
     before = backend.logits(SMOL_TEXTS)
-    with pytest.raises(Boom), backend.editing(
+    with pytest.raises(BoomError), backend.editing(
             [Edit(site=Site(layer=10), vector=torch.ones(576) * 50)]):
-        raise Boom
+        raise BoomError
     with backend.editing([Edit(site=Site(layer=10, point="resid_mid"), vector=torch.zeros(576))]):
         torch.testing.assert_close(backend.logits(SMOL_TEXTS), before)
     torch.testing.assert_close(backend.logits(SMOL_TEXTS), before)

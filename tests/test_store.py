@@ -53,7 +53,7 @@ def test_new_site_captures_again_and_float16(tmp_path: Path) -> None:
 
 def test_missing_pair_and_foreign_dir_raise(tmp_path: Path) -> None:
     store, _ = make_store(tmp_path)
-    with pytest.raises(StoreError, match="call ActivationStore.ensure"):
+    with pytest.raises(StoreError, match=r"call ActivationStore\.ensure"):
         store.load(["never captured"], SITES)
     (store.path / "store.json").write_text('{"format": 1, "fingerprint": "x", "pooling": "last"}')
     with pytest.raises(StoreError, match="another model"):

@@ -1,1 +1,100 @@
-"""amygdala: find, check and use emotion directions inside transformer language models."""
+"""amygdala: find, check and use emotion directions inside transformer language models.
+
+The whole public API is importable from here; everything in ``amygdala._*``
+modules is private. Importing has no side effects.
+
+>>> import amygdala
+>>> amygdala.Site.parse("resid_post.12")
+Site(layer=12, point='resid_post')
+"""
+
+from amygdala._backends import (
+    Ablation,
+    Backend,
+    Edit,
+    Generation,
+    Trace,
+    available_backends,
+    get_backend,
+)
+from amygdala._corpus import CANONICAL_CONCEPTS, Corpus, Scenario, Text
+from amygdala._errors import (
+    AmygdalaError,
+    BackendError,
+    CaptureInterruptedError,
+    CorpusError,
+    DimensionMismatchError,
+    LintError,
+    MissingDependencyError,
+    ModelLoadError,
+    NonFiniteError,
+    StoreError,
+    UnknownConceptError,
+    UnknownSiteError,
+    UnsupportedArchitectureError,
+    VectorFileError,
+)
+from amygdala._evaluate import Evaluation, evaluate
+from amygdala._extract import METHODS, NORMALISATIONS, ExtractionInput, extract
+from amygdala._leakage import LeakageResult, bag_of_words_loso
+from amygdala._lint import Finding, LintReport, lint_path
+from amygdala._model import DEFAULT_MODEL, LoadedModel, load_model
+from amygdala._store import Activations, ActivationStore
+from amygdala._train import Session, TrainConfig, TrainResult, capture_corpus, open_session, train
+from amygdala._types import ModelDims, Pooling, Site
+from amygdala._vectors import SteeringVector, SteeringVectorSet
+
+__all__ = [
+    "CANONICAL_CONCEPTS",
+    "DEFAULT_MODEL",
+    "METHODS",
+    "NORMALISATIONS",
+    "Ablation",
+    "ActivationStore",
+    "Activations",
+    "AmygdalaError",
+    "Backend",
+    "BackendError",
+    "CaptureInterruptedError",
+    "Corpus",
+    "CorpusError",
+    "DimensionMismatchError",
+    "Edit",
+    "Evaluation",
+    "ExtractionInput",
+    "Finding",
+    "Generation",
+    "LeakageResult",
+    "LintError",
+    "LintReport",
+    "LoadedModel",
+    "MissingDependencyError",
+    "ModelDims",
+    "ModelLoadError",
+    "NonFiniteError",
+    "Pooling",
+    "Scenario",
+    "Session",
+    "Site",
+    "SteeringVector",
+    "SteeringVectorSet",
+    "StoreError",
+    "Text",
+    "Trace",
+    "TrainConfig",
+    "TrainResult",
+    "UnknownConceptError",
+    "UnknownSiteError",
+    "UnsupportedArchitectureError",
+    "VectorFileError",
+    "available_backends",
+    "bag_of_words_loso",
+    "capture_corpus",
+    "evaluate",
+    "extract",
+    "get_backend",
+    "lint_path",
+    "load_model",
+    "open_session",
+    "train",
+]

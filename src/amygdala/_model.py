@@ -139,7 +139,7 @@ def _convert_smollm(target: Path) -> None:
     # The converted model is plain float32; drop the GGUF marker so it can be saved.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
@@ -212,8 +212,8 @@ def load_model(
             "(this machine may have no hub access)"
         ) from exc
     if device_map is None:
-        model = model.to(device)
-    model.eval()
+        model = model.to(device)  # type: ignore[arg-type]
+    model.eval()  # type: ignore[no-untyped-call]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(

@@ -29,7 +29,7 @@ from amygdala._backends import Backend
 from amygdala._errors import NonFiniteError, StoreError, UnknownSiteError
 from amygdala._types import Pooling, Site
 
-__all__ = ["Activations", "ActivationStore", "text_hash"]
+__all__ = ["ActivationStore", "Activations", "text_hash"]
 
 _FORMAT = 1
 StoreDtype = Literal["float32", "float16"]

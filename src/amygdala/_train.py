@@ -38,6 +38,10 @@ def _version() -> str:
         return "unknown"
 
 
+def _optional_layers(values: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(int(v) for v in values)
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """Everything that decides what `train` computes.
@@ -58,9 +62,8 @@ class TrainConfig:
     backend: str = "torch"
     method: Method = "paired"
     normalisation: Normalisation = "standardise"
-    layers: tuple[int, ...] | None = attrs.field(
-        default=None, converter=lambda xs: None if xs is None else tuple(int(x) for x in xs))
-    pooling: Pooling = Pooling()
+    layers: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_layers)
+    pooling: Pooling = attrs.field(factory=Pooling)
     batch_size: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     store: Path | None = None
     store_dtype: StoreDtype = "float32"
@@ -106,7 +109,7 @@ def capture_corpus(
     session: Session, corpus: Corpus, layers: Sequence[int], *, batch_size: int = 16,
     progress: bool = False,
 ) -> tuple[ExtractionInput, int]:
-    """Make sure every corpus text is in the store at ``layers``; return them and the count captured."""
+    """Make sure every corpus text is stored at ``layers``; return them and the count captured."""
     dims = session.backend.dims
     for layer in layers:
         dims.check(Site(layer=layer))
@@ -140,7 +143,8 @@ def typical_token_norm(session: Session, corpus: Corpus, layers: Sequence[int],
     per_text = session.backend.capture_tokens(texts, sites)
     norms = []
     for site in sites:
-        tokens = torch.cat([d[site][pooling.skip:] for d in per_text if len(d[site]) > pooling.skip])
+        tokens = torch.cat(
+            [d[site][pooling.skip:] for d in per_text if len(d[site]) > pooling.skip])
         norms.append(float(tokens.norm(dim=-1).median()))
     return np.asarray(norms, dtype=np.float32)
 
@@ -183,7 +187,8 @@ def train(
     layers = list(config.layers) if config.layers is not None else list(range(n_layers))
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
-        raise UnknownSiteError(f"layers {bad} do not exist; this model has layers 0..{n_layers - 1}")
+        raise UnknownSiteError(
+            f"layers {bad} do not exist; this model has layers 0..{n_layers - 1}")
     data, captured = capture_corpus(session, corpus, layers, batch_size=config.batch_size,
                                     progress=progress)
     raw = extract(data, corpus, method=config.method, normalisation=config.normalisation)

@@ -82,7 +82,8 @@ class Pooling:
     'mean_skip2'
     """
 
-    kind: PoolingKind = attrs.field(default="mean", validator=attrs.validators.in_(("mean", "last")))
+    kind: PoolingKind = attrs.field(
+        default="mean", validator=attrs.validators.in_(("mean", "last")))
     skip: int = attrs.field(default=2, validator=attrs.validators.ge(0))
 
     @property

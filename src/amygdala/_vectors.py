@@ -7,7 +7,7 @@ Never pickle. Exports: a llama.cpp control-vector GGUF and a readout bundle.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
 
@@ -38,7 +38,7 @@ def _unit_vector(value: Any) -> np.ndarray:
     norm = float(np.linalg.norm(array))
     if norm == 0.0:
         raise ValueError("a direction cannot be the zero vector")
-    return array / norm  # type: ignore[no-any-return]
+    return array / norm
 
 
 @attrs.frozen(kw_only=True)
@@ -97,7 +97,15 @@ class SteeringVector:
 
     def steering(self, alpha: float) -> np.ndarray:
         """The vector to add for strength ``alpha`` (in units of the residual norm)."""
-        return alpha * self.resid_norm * self.direction  # type: ignore[no-any-return]
+        return alpha * self.resid_norm * self.direction
+
+
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
+def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
 
 
 def _check_set(instance: SteeringVectorSet) -> None:
@@ -136,8 +144,8 @@ class SteeringVectorSet:
         provenance: model id and fingerprint, corpus hash, counts, library version...
     """
 
-    concepts: tuple[str, ...] = attrs.field(converter=tuple)
-    layers: tuple[int, ...] = attrs.field(converter=lambda xs: tuple(int(x) for x in xs))
+    concepts: tuple[str, ...] = attrs.field(converter=_str_tuple)
+    layers: tuple[int, ...] = attrs.field(converter=_int_tuple)
     directions: np.ndarray = attrs.field(eq=False)
     raw_norm: np.ndarray = attrs.field(eq=False)
     resid_norm: np.ndarray = attrs.field(eq=False)
@@ -206,7 +214,8 @@ class SteeringVectorSet:
         """
         li = self.layer_index(layer)
         w = self.directions[:, li] / self.std[li] ** 2
-        return (w / np.linalg.norm(w, axis=-1, keepdims=True)).astype(np.float32)
+        unit: np.ndarray = (w / np.linalg.norm(w, axis=-1, keepdims=True)).astype(np.float32)
+        return unit
 
     # ----- files -----------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:

@@ -302,7 +302,7 @@ class HookedBackend:
             ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         else:
             ids = tok(prompt, return_tensors="pt")["input_ids"]
-        return ids
+        return ids  # type: ignore[no-any-return]
 
     def generate(
         self, prompt: str, *, max_new_tokens: int = 40, do_sample: bool = False,

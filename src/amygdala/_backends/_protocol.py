@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
@@ -38,6 +38,10 @@ def _as_float_vector(value: object) -> torch.Tensor:
     return tensor
 
 
+def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
 @attrs.frozen(kw_only=True)
 class Edit:
     """Add ``vector`` to the activation at ``site`` for absolute positions [start, stop).
@@ -69,7 +73,7 @@ class Ablation:
 
     layer: int = attrs.field(validator=attrs.validators.ge(0))
     component: Component = attrs.field(validator=attrs.validators.in_(("neurons", "heads")))
-    indices: tuple[int, ...] = attrs.field(converter=lambda xs: tuple(int(x) for x in xs))
+    indices: tuple[int, ...] = attrs.field(converter=_int_tuple)
     mode: AblationMode = attrs.field(
         default="zero", validator=attrs.validators.in_(("zero", "mean", "scale"))
     )

@@ -142,13 +142,15 @@ class TorchHooksBackend(HookedBackend):
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """Return what each MLP neuron writes to the residual stream (W_down columns)."""
         self._check_site(Site(layer=layer))
-        weight = self._module(layer, self.arch.mlp_down).weight.detach().float().cpu()
+        weight: torch.Tensor = self._module(layer, self.arch.mlp_down).weight  # type: ignore[assignment]
+        weight = weight.detach().float().cpu()
         return weight.T if self.arch.weight_layout == "out_in" else weight
 
     def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]:
         """Return each head's slice of the attention output projection (W_O)."""
         self._check_site(Site(layer=layer))
-        weight = self._module(layer, self.arch.attn_out).weight.detach().float().cpu()
+        weight: torch.Tensor = self._module(layer, self.arch.attn_out).weight  # type: ignore[assignment]
+        weight = weight.detach().float().cpu()
         w_in_out = weight.T if self.arch.weight_layout == "out_in" else weight
         d = self.dims
         return w_in_out.reshape(d.n_heads, d.d_head, d.d_model)

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers) or tuple(range(session.backend.dims.n_layers))
     data, _ = capture_corpus(session, corpus, layers, batch_size=args.batch_size,
                              progress=sys.stderr.isatty())
-    result = evaluate(data, corpus, methods=methods,  # type: ignore[arg-type]
+    result = evaluate(data, corpus, methods=methods,
                       normalisation=args.normalisation)
     print(result.render())
     if args.json is not None:
