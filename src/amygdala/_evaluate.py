@@ -83,7 +83,7 @@ class Evaluation:
                 mark = "*" if best[m] == layer else " "
                 cells.append(f"{self.accuracy[mi, li]:>13.3f}{mark}")
             lines.append(f"{layer:>5} " + " ".join(cells))
-        lines.append(f"best (*): " + ", ".join(
+        lines.append("best (*): " + ", ".join(
             f"{m} {self.best_layer(m)[1]:.3f} @ layer {self.best_layer(m)[0]}"
             for m in self.methods))
         lines.append(f"bag-of-words {self.bag_of_words:.3f}; chance {self.chance:.3f}; "
@@ -120,12 +120,19 @@ def evaluate(
     correct = np.zeros((len(methods), n_layers))
     hits: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in methods}
     n_items = 0
+    chances: list[float] = []
     fixed: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for held in corpus.scenarios:
         rest = attrs.evolve(corpus, scenarios=[s for s in corpus.scenarios if s is not held])
-        diffs = data.rows([held.variants[c].id for c in held.concepts]) - data.rows(
+        # Only concepts the other scenarios also carry can be fitted, and a choice
+        # needs at least two of them.
+        candidates = [c for c in held.concepts if c in rest.paired_concepts]
+        if len(candidates) < 2:
+            continue
+        diffs = data.rows([held.variants[c].id for c in candidates]) - data.rows(
             [held.baseline.id])  # [k, L, d]
-        n_items += len(held.concepts)
+        n_items += len(candidates)
+        chances.append(1.0)  # k items, each guessed right with chance 1/k
         for mi, method in enumerate(methods):
             if method == "unpaired":
                 if method not in fixed:
@@ -134,17 +141,24 @@ def evaluate(
                 names, directions = fixed[method]
             else:
                 raw = extract(data, rest, method=method, normalisation=normalisation,
-                              concepts=[c for c in held.concepts if rest.scenarios_with(c)])
+                              concepts=candidates)
                 names, directions = raw.concepts, raw.directions
-            present = [c for c in held.concepts if c in names]
+            present = [c for c in candidates if c in names]
             readers = _readers(directions[[names.index(c) for c in present]], std)  # [k, L, d]
-            rows = [held.concepts.index(c) for c in present]
+            rows = [candidates.index(c) for c in present]
             scores = np.einsum("kld,jld->ljk", readers, diffs[rows])  # [L, items, concepts]
             guess = scores.argmax(axis=-1)
             ok = guess == np.arange(len(present))[None, :]
             correct[mi] += ok.sum(axis=1)
             for j, concept in enumerate(present):
                 hits[method].setdefault(concept, []).append(ok[:, j])
+    if n_items == 0:
+        from amygdala._errors import CorpusError
+
+        raise CorpusError(
+            "no held-out scenario shares two concepts with the others; leave-one-scenario-out "
+            "evaluation needs each concept in at least two scenarios"
+        )
     accuracy = correct / n_items
     per_concept: dict[str, dict[str, float]] = {}
     for mi, method in enumerate(methods):
@@ -153,5 +167,5 @@ def evaluate(
                                for c, v in sorted(hits[method].items())}
     bow = bag_of_words_loso(corpus)
     return Evaluation(methods=tuple(methods), layers=data.layers, accuracy=accuracy,
-                      per_concept=per_concept, n_items=n_items, chance=bow.chance,
-                      bag_of_words=bow.accuracy)
+                      per_concept=per_concept, n_items=n_items,
+                      chance=float(np.sum(chances) / n_items), bag_of_words=bow.accuracy)
