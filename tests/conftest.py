@@ -97,9 +97,8 @@ def small_run(smollm_factory: Callable[[str], Backend],
     Returns a namespace with ``result`` (the `TrainResult`), ``run_dir`` (holding
     vectors.json/.safetensors and run.json), ``session`` and ``corpus`` for reuse.
     """
-    from types import SimpleNamespace
-
     from pathlib import Path
+    from types import SimpleNamespace
 
     from amygdala._corpus import Corpus
     from amygdala._store import ActivationStore
