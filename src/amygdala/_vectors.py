@@ -200,10 +200,21 @@ class SteeringVectorSet:
             resid_norm=self.resid_norm[li], mean=self.mean[li], std=self.std[li],
         )
 
+    def method_space(self, layer: int) -> np.ndarray:
+        """``[concepts, d_model]`` unit directions in the method's (normalised) space.
+
+        Cosines between raw residual directions are dominated by the few massive
+        activation dimensions; dividing by ``std`` undoes that. For ``raw``
+        normalisation this is just `directions`.
+        """
+        u = self.directions[:, self.layer_index(layer)] / self.std[self.layer_index(layer)]
+        unit: np.ndarray = u / np.linalg.norm(u, axis=-1, keepdims=True)
+        return unit
+
     def cosine_matrix(self, layer: int) -> np.ndarray:
-        """``[concepts, concepts]`` cosines of the directions at ``layer``."""
-        d = self.directions[:, self.layer_index(layer)]
-        return d @ d.T  # type: ignore[no-any-return]
+        """``[concepts, concepts]`` cosines at ``layer``, in the method's space."""
+        u = self.method_space(layer)
+        return u @ u.T  # type: ignore[no-any-return]
 
     def readers(self, layer: int) -> np.ndarray:
         """``[concepts, d_model]`` unit reading weights that act on raw residuals.
