@@ -74,7 +74,8 @@ class SteeringVector:
         return attrs.evolve(self, direction=direction, concept=concept)
 
     def cosine(self, other: SteeringVector) -> float:
-        """Cosine similarity with another vector of the same width."""
+        """Cosine similarity in raw residual space (`SteeringVectorSet.cosine_matrix`
+        compares in the method's normalised space)."""
         self._check(other)
         return float(self.direction @ other.direction)
 
