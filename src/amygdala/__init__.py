@@ -39,6 +39,22 @@ from amygdala._extract import METHODS, NORMALISATIONS, ExtractionInput, extract
 from amygdala._leakage import LeakageResult, bag_of_words_loso
 from amygdala._lint import Finding, LintReport, lint_path
 from amygdala._model import DEFAULT_MODEL, LoadedModel, load_model
+from amygdala._quality import (
+    CLEAN_FIRST_PC,
+    CONTAMINATED_COSINE,
+    FRAGMENTED_FIRST_PC,
+    MIN_STORIES,
+    REDUNDANT_R2,
+    SINGLE_NEURON_COSINE,
+    UNSTABLE_COSINE,
+    ConceptQuality,
+    LayerQuality,
+    QualityFileError,
+    QualityReport,
+    Thresholds,
+    build_quality_report,
+    compute_quality,
+)
 from amygdala._store import Activations, ActivationStore
 from amygdala._train import Session, TrainConfig, TrainResult, capture_corpus, open_session, train
 from amygdala._types import ModelDims, Pooling, Site
@@ -46,9 +62,16 @@ from amygdala._vectors import SteeringVector, SteeringVectorSet
 
 __all__ = [
     "CANONICAL_CONCEPTS",
+    "CLEAN_FIRST_PC",
+    "CONTAMINATED_COSINE",
     "DEFAULT_MODEL",
+    "FRAGMENTED_FIRST_PC",
     "METHODS",
+    "MIN_STORIES",
     "NORMALISATIONS",
+    "REDUNDANT_R2",
+    "SINGLE_NEURON_COSINE",
+    "UNSTABLE_COSINE",
     "Ablation",
     "ActivationStore",
     "Activations",
@@ -56,6 +79,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "CaptureInterruptedError",
+    "ConceptQuality",
     "Corpus",
     "CorpusError",
     "DimensionMismatchError",
@@ -64,6 +88,7 @@ __all__ = [
     "ExtractionInput",
     "Finding",
     "Generation",
+    "LayerQuality",
     "LeakageResult",
     "LintError",
     "LintReport",
@@ -73,6 +98,8 @@ __all__ = [
     "ModelLoadError",
     "NonFiniteError",
     "Pooling",
+    "QualityFileError",
+    "QualityReport",
     "Scenario",
     "Session",
     "Site",
@@ -80,6 +107,7 @@ __all__ = [
     "SteeringVectorSet",
     "StoreError",
     "Text",
+    "Thresholds",
     "Trace",
     "TrainConfig",
     "TrainResult",
@@ -89,7 +117,9 @@ __all__ = [
     "VectorFileError",
     "available_backends",
     "bag_of_words_loso",
+    "build_quality_report",
     "capture_corpus",
+    "compute_quality",
     "evaluate",
     "extract",
     "get_backend",

@@ -32,6 +32,8 @@ from amygdala._types import Pooling, Site
 __all__ = ["ActivationStore", "Activations", "text_hash"]
 
 _FORMAT = 1
+# mkstemp creates files readable by their owner only; outputs are meant to be shared.
+_FILE_MODE = 0o644
 StoreDtype = Literal["float32", "float16"]
 
 
@@ -49,6 +51,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

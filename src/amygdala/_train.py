@@ -200,7 +200,7 @@ def train(
     resid_norm = typical_token_norm(session, corpus, layers, config.pooling)
     provenance = {
         "model_id": session.loaded.model_id, "model_fingerprint": session.loaded.fingerprint,
-        "corpus_hash": corpus.content_hash, "corpus_root": str(corpus.root),
+        "corpus_hash": corpus.content_hash, "corpus_root": str(corpus.root.resolve()),
         "counts": dict(raw.counts), "pooling": config.pooling.key, "backend": config.backend,
         "amygdala_version": _version(),
     }
@@ -225,7 +225,7 @@ def write_run_json(run_dir: Path, *, config: TrainConfig, corpus: Corpus, sessio
     """Describe a run in ``run_dir/run.json`` (atomically)."""
     record = {
         "amygdala_version": _version(), "config": config.to_json(),
-        "corpus": {"root": str(corpus.root), "hash": corpus.content_hash,
+        "corpus": {"root": str(corpus.root.resolve()), "hash": corpus.content_hash,
                    "scenarios": len(corpus.scenarios), "stories": len(corpus.stories),
                    "neutral": len(corpus.neutral), "concepts": list(corpus.concepts)},
         "model": {"id": session.loaded.model_id, "fingerprint": session.loaded.fingerprint,
