@@ -196,6 +196,7 @@ class ActivationStore:
             save_file(tensors, tmp, metadata={"texts": json.dumps(hashes), "format": str(_FORMAT)})
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+            os.chmod(tmp, _FILE_MODE)
             os.replace(tmp, shard)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
