@@ -17,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelLoadError",
     "NonFiniteError",
+    "PoolingError",
     "StoreError",
     "UnknownConceptError",
     "UnknownSiteError",
@@ -51,6 +52,10 @@ class UnsupportedArchitectureError(AmygdalaError, NotImplementedError):
 
 class BackendError(AmygdalaError, RuntimeError):
     """A backend could not perform an operation (unknown backend name, failed hook...)."""
+
+
+class PoolingError(AmygdalaError, ValueError):
+    """A pooling specification is malformed."""
 
 
 class UnknownSiteError(AmygdalaError, LookupError):

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 import attrs
 
-from amygdala._errors import UnknownSiteError
+from amygdala._errors import PoolingError, UnknownSiteError
 
 __all__ = ["POINTS", "ModelDims", "Point", "Pooling", "PoolingKind", "Site"]
 
@@ -70,6 +70,16 @@ class Site:
         return cls(layer=int(layer), point=point or "resid_post")  # type: ignore[arg-type]
 
 
+def _check_pooling_kind(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in ("mean", "last"):
+        raise PoolingError(f"unknown pooling kind {value!r}; expected 'mean' or 'last'")
+
+
+def _check_skip(_: object, __: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise PoolingError(f"pooling skip must be >= 0 (tokens to skip), got {value}")
+
+
 @attrs.frozen(kw_only=True)
 class Pooling:
     """How per-token activations become one vector per text.
@@ -82,9 +92,8 @@ class Pooling:
     'mean_skip2'
     """
 
-    kind: PoolingKind = attrs.field(
-        default="mean", validator=attrs.validators.in_(("mean", "last")))
-    skip: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    kind: PoolingKind = attrs.field(default="mean", validator=_check_pooling_kind)
+    skip: int = attrs.field(default=2, validator=_check_skip)
 
     @property
     def key(self) -> str:
@@ -100,7 +109,8 @@ class Pooling:
             return cls()
         if text.startswith("mean_skip") and text[9:].isdigit():
             return cls(kind="mean", skip=int(text[9:]))
-        raise ValueError(f"cannot parse pooling {text!r}; expected 'mean', 'mean_skipN' or 'last'")
+        raise PoolingError(
+            f"cannot parse pooling {text!r}; expected 'mean', 'mean_skipN' or 'last'")
 
 
 @attrs.frozen(kw_only=True)

@@ -30,14 +30,13 @@ class ArchitectureMap:
     attn: str
     attn_out: str
     mlp_down: str
-    mid_norm: str
     # torch.nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
     weight_layout: Literal["out_in", "in_out"] = "out_in"
 
 
 _LLAMA = ArchitectureMap(
     layers="model.layers", attn="self_attn", attn_out="self_attn.o_proj",
-    mlp_down="mlp.down_proj", mid_norm="post_attention_layernorm",
+    mlp_down="mlp.down_proj",
 )
 ARCHITECTURES: Final[dict[str, ArchitectureMap]] = {
     "LlamaForCausalLM": _LLAMA,
@@ -46,7 +45,7 @@ ARCHITECTURES: Final[dict[str, ArchitectureMap]] = {
     "Qwen3ForCausalLM": _LLAMA,
     "GPT2LMHeadModel": ArchitectureMap(
         layers="transformer.h", attn="attn", attn_out="attn.c_proj", mlp_down="mlp.c_proj",
-        mid_norm="ln_2", weight_layout="in_out",
+        weight_layout="in_out",
     ),
 }
 

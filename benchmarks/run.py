@@ -1,0 +1,453 @@
+"""Run amygdala's benchmarks; each writes ``benchmarks/results/<name>.json``.
+
+Usage::
+
+    python benchmarks/run.py                       # every benchmark
+    python benchmarks/run.py --only capture_overhead --quick
+    python benchmarks/run.py --list
+
+A benchmark is a function ``(Options) -> dict`` registered in `BENCHMARKS` with
+the `benchmark` decorator. It returns JSON-ready results and must include a
+``"summary"`` string (one line, printed after the run); it may include
+``"meets_target"`` (a bool, or a dict of bools), which ``--check`` turns into the
+exit status. The runner adds the machine description, the options and a
+timestamp, and writes the file atomically, so an interrupted run never leaves a
+half-written result that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What every benchmark is told about the run.
+
+    Attributes:
+        quick: a short run (fewer repetitions, for CI and smoke tests).
+        repeats: timed repetitions after the warm-up (5, or 2 with ``--quick``).
+    """
+
+    quick: bool
+    repeats: int
+
+
+Benchmark = Callable[[Options], dict[str, Any]]
+
+# name -> function; the function's docstring's first line is its description.
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
+    """Register a benchmark function under ``name``."""
+
+    def register(fn: Benchmark) -> Benchmark:
+        if name in BENCHMARKS:
+            raise ValueError(f"benchmark {name!r} is registered twice")
+        BENCHMARKS[name] = fn
+        return fn
+
+    return register
+
+
+def describe(fn: Benchmark) -> str:
+    """Return the first line of a benchmark's docstring."""
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+
+
+# ----- helpers shared by benchmarks -------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """Describe the machine and the library versions a result was measured with."""
+    import torch
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(affinity(0)) if affinity else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "transformer_lens": version("transformer-lens"),
+        "amygdala": version("amygdala"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def log(message: str) -> None:
+    """Print a progress line to stderr (results go to stdout and the JSON files)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Return the wall-clock seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# A fixed vocabulary for synthetic text: ordinary words in simple clause
+# patterns, so token statistics look like English prose without shipping data.
+_WORDS: dict[str, tuple[str, ...]] = {
+    "det": ("the", "a", "her", "his", "their", "one", "that", "every", "our", "this"),
+    "adj": ("quiet", "old", "small", "bright", "cold", "heavy", "narrow", "warm", "late",
+            "green", "empty", "careful", "open", "distant", "wet", "tired", "new", "plain"),
+    "noun": ("kettle", "letter", "window", "street", "garden", "teacher", "river", "door",
+             "kitchen", "train", "bicycle", "neighbour", "notebook", "bridge", "morning",
+             "station", "coat", "table", "lamp", "field", "market", "brother", "sister",
+             "ticket", "corner", "village", "meeting", "storm", "road", "cup", "shelf",
+             "doctor", "friend", "dog", "roof", "report", "key", "bag", "bench", "song"),
+    "verb": ("opened", "carried", "watched", "found", "moved", "closed", "checked",
+             "painted", "crossed", "fixed", "followed", "passed", "lifted", "cleaned",
+             "counted", "packed", "visited", "pushed", "read", "left", "answered", "turned"),
+    "prep": ("near", "behind", "under", "across", "beside", "after", "before", "inside",
+             "along", "past", "through", "around"),
+    "adv": ("slowly", "again", "later", "quietly", "twice", "early", "at once", "carefully",
+            "without a word", "as usual", "in the end", "by noon"),
+    "conj": ("and", "but", "then", "while", "because", "so"),
+}
+
+
+def _noun_phrase(rng: random.Random) -> list[str]:
+    words = [rng.choice(_WORDS["det"])]
+    if rng.random() < 0.5:
+        words.append(rng.choice(_WORDS["adj"]))
+    words.append(rng.choice(_WORDS["noun"]))
+    return words
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [*_noun_phrase(rng), rng.choice(_WORDS["verb"]), *_noun_phrase(rng)]
+    if rng.random() < 0.6:
+        words += [rng.choice(_WORDS["prep"]), *_noun_phrase(rng)]
+    if rng.random() < 0.4:
+        words.append(rng.choice(_WORDS["adv"]))
+    if rng.random() < 0.3:
+        words += [rng.choice(_WORDS["conj"]), *_noun_phrase(rng), rng.choice(_WORDS["verb"]),
+                  *_noun_phrase(rng)]
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + "."
+
+
+def make_texts(tokenizer: Any, n: int, tokens: int, *, seed: int = 0) -> list[str]:
+    """Build ``n`` deterministic English-like texts of about ``tokens`` tokens each.
+
+    Lengths vary by +-10% so that length-sorted batching has something to sort.
+    """
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        target = rng.randint(int(tokens * 0.9), int(tokens * 1.1))
+        sentences: list[str] = []
+        while not sentences or len(tokenizer(" ".join(sentences))["input_ids"]) < target:
+            sentences.append(_sentence(rng))
+        texts.append(" ".join(sentences))
+    return texts
+
+
+# ----- benchmarks -------------------------------------------------------------------------
+
+CAPTURE_TARGETS = {"torch": 1.10, "transformer_lens": 1.5}
+
+
+@benchmark("capture_overhead")
+def capture_overhead(options: Options) -> dict[str, Any]:
+    """Time of capturing resid_post at every layer, relative to a plain forward pass."""
+    import torch
+
+    from amygdala._backends import get_backend
+    from amygdala._model import load_model
+    from amygdala._types import Pooling, Site
+
+    n_texts, n_tokens, batch_size = 64, 100, 16
+    # The baseline runs on its own, never-wrapped model: the TransformerLens
+    # bridge replaces the modules of the model it wraps.
+    plain = load_model()
+    texts = make_texts(plain.tokenizer, n_texts, n_tokens, seed=0)
+    sites = [Site(layer=layer) for layer in range(plain.dims.n_layers)]
+    pooling = Pooling()
+    results: dict[str, Any] = {}
+    real_tokens = padded_tokens = 0
+    for name, target in CAPTURE_TARGETS.items():
+        backend = get_backend(name, load_model())
+        batches = list(backend.iter_batches(texts, batch_size))
+        real_tokens = sum(int(mask.sum()) for _, _, mask in batches)
+        padded_tokens = sum(mask.numel() for _, _, mask in batches)
+
+        def forward(ids: torch.Tensor, mask: torch.Tensor) -> None:
+            with torch.inference_mode():
+                plain.model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+        def capture(group: list[str], backend: Any = backend) -> None:
+            # One batch's texts form exactly that batch again inside capture.
+            backend.capture(group, sites, pooling, batch_size=batch_size)
+
+        def one_pass(rep: int, batches: Any = batches, capture: Any = capture) -> list[float]:
+            # Time plain and capture batch by batch, alternating which goes first,
+            # so that load from other processes hits both sides alike.
+            totals = [0.0, 0.0, 0.0, 0.0]  # plain wall, capture wall, plain cpu, capture cpu
+            for b, (idx, ids, mask) in enumerate(batches):
+                jobs = [(0, functools.partial(forward, ids, mask)),
+                        (1, functools.partial(capture, [texts[i] for i in idx]))]
+                for side, job in jobs if (rep + b) % 2 == 0 else jobs[::-1]:
+                    cpu = time.process_time()
+                    totals[side] += timed(job)
+                    totals[side + 2] += time.process_time() - cpu
+            return totals
+
+        # Warm-up: first calls allocate and initialise lazily.
+        log(f"capture_overhead: {name}: warm-up")
+        forward(*batches[0][1:])
+        capture([texts[i] for i in batches[0][0]])
+        if not options.quick:
+            one_pass(1)
+        runs = []
+        for rep in range(options.repeats):
+            runs.append(one_pass(rep))
+            p, c = runs[-1][:2]
+            log(f"capture_overhead: {name}: run {rep + 1}/{options.repeats}: plain {p:.2f} s, "
+                f"capture {c:.2f} s ({c / p:.3f}x)")
+        plain_s, capture_s = [r[0] for r in runs], [r[1] for r in runs]
+        ratios = [c / p for p, c in zip(plain_s, capture_s, strict=True)]
+        cpu_ratios = [r[3] / r[2] for r in runs]
+        ratio = statistics.median(ratios)
+        plain_median, capture_median = statistics.median(plain_s), statistics.median(capture_s)
+        results[name] = {
+            "ratio": ratio,
+            "ratios": ratios,
+            "cpu_ratio": statistics.median(cpu_ratios),
+            "target": target,
+            "meets_target": ratio <= target,
+            "plain_s": plain_median,
+            "capture_s": capture_median,
+            "plain_tokens_per_s": real_tokens / plain_median,
+            "capture_tokens_per_s": real_tokens / capture_median,
+            "plain_runs_s": plain_s,
+            "capture_runs_s": capture_s,
+            "plain_cpu_runs_s": [r[2] for r in runs],
+            "capture_cpu_runs_s": [r[3] for r in runs],
+        }
+        del backend, capture, one_pass
+        gc.collect()
+    parts = [
+        f"{name} {r['ratio']:.3f}x (target <= {r['target']}, "
+        f"{'ok' if r['meets_target'] else 'MISSED'}; {r['capture_tokens_per_s']:.0f} tok/s)"
+        for name, r in results.items()
+    ]
+    plain_tps = statistics.median(r["plain_tokens_per_s"] for r in results.values())
+    return {
+        "params": {
+            "model": plain.model_id, "fingerprint": plain.fingerprint, "texts": n_texts,
+            "tokens_per_text": n_tokens, "real_tokens": real_tokens,
+            "padded_tokens": padded_tokens, "batch_size": batch_size,
+            "sites": f"resid_post x {len(sites)} layers", "pooling": pooling.key,
+            "repeats": options.repeats,
+        },
+        "backends": results,
+        "meets_target": {name: r["meets_target"] for name, r in results.items()},
+        "summary": "; ".join(parts) + f"; plain forward {plain_tps:.0f} tok/s",
+    }
+
+
+@benchmark("quality_report")
+def quality_report(options: Options) -> dict[str, Any]:
+    """Time of compute_quality on 24 concepts x 30 layers at SmolLM2 sizes (synthetic)."""
+    import numpy as np
+
+    from amygdala._corpus import Corpus, Scenario, Text
+    from amygdala._extract import ExtractionInput, extract, reference_stats
+    from amygdala._quality import compute_quality
+    from amygdala._vectors import SteeringVectorSet
+
+    target_s = 5.0  # the issue's budget for 24 concepts x 30 layers on 2 cores
+    rng = np.random.default_rng(0)
+    n_layers, d_model, d_mlp, n_heads, n_concepts = 30, 576, 1536, 9, 24
+    concepts = [f"c{i:02d}" for i in range(n_concepts)]
+    rows: list[Any] = []
+    ids: list[str] = []
+    scenarios = []
+    for s in range(34):  # the shipped corpus: 34 scenarios, ~7 concepts each, 48 neutral
+        base = Text(id=f"paired/s{s}/baseline.txt", text="b", role="baseline", scenario=f"s{s}")
+        ids.append(base.id)
+        rows.append(rng.normal(size=(n_layers, d_model)))
+        variants = {}
+        for c in rng.choice(concepts, size=7, replace=False):
+            text = Text(id=f"paired/s{s}/{c}.txt", text="v", role="variant", concept=str(c),
+                        scenario=f"s{s}")
+            variants[str(c)] = text
+            ids.append(text.id)
+            rows.append(rows[-1] + rng.normal(size=(n_layers, d_model)))
+        scenarios.append(Scenario(slug=f"s{s}", baseline=base, variants=variants))
+    neutral = [Text(id=f"neutral/{i}.txt", text="n", role="neutral") for i in range(48)]
+    ids += [t.id for t in neutral]
+    rows += [rng.normal(size=(n_layers, d_model)) for _ in neutral]
+    corpus = Corpus(root="synthetic", scenarios=scenarios, neutral=neutral)
+    data = ExtractionInput(x=np.stack(rows).astype(np.float32), ids=tuple(ids),
+                           layers=tuple(range(n_layers)))
+    raw = extract(data, corpus)
+    mean, std = reference_stats(data, corpus)
+    vectors = SteeringVectorSet(
+        concepts=raw.concepts, layers=range(n_layers), directions=raw.directions,
+        raw_norm=raw.raw_norm, resid_norm=np.ones(n_layers), mean=mean, std=std,
+        method="paired", normalisation="standardise")
+    w_down = {x: rng.normal(size=(d_mlp, d_model)).astype(np.float32) for x in range(n_layers)}
+    heads = {x: rng.normal(size=(n_concepts, n_heads, d_model)) for x in range(n_layers)}
+
+    def run() -> None:
+        compute_quality(vectors, data, corpus, w_down=w_down, head_writes=heads)
+
+    run()  # warm-up
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(options.repeats):
+        start_cpu = time.process_time()
+        wall.append(timed(run))
+        cpu.append(time.process_time() - start_cpu)
+    median = statistics.median(wall)
+    return {
+        "params": {"concepts": n_concepts, "layers": n_layers, "d_model": d_model,
+                   "d_mlp": d_mlp, "heads": n_heads, "scenarios": len(scenarios),
+                   "repeats": options.repeats},
+        "runs_s": wall, "cpu_runs_s": cpu, "median_s": median, "target_s": target_s,
+        "meets_target": median <= target_s,
+        "summary": f"compute_quality 24 concepts x 30 layers: {median:.2f} s median "
+                   f"(target <= {target_s} s, "
+                   f"{'ok' if median <= target_s else 'MISSED'}; "
+                   f"{statistics.median(cpu):.2f} s CPU)",
+    }
+
+
+# ----- runner -----------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` through a temporary file and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are for everyone to read
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _all_met(flag: object) -> bool:
+    if isinstance(flag, dict):
+        return all(_all_met(v) for v in flag.values())
+    return flag is not False
+
+
+def run_one(name: str, options: Options, out_dir: Path) -> dict[str, Any]:
+    """Run one benchmark, write its JSON file and return what was written."""
+    fn = BENCHMARKS[name]
+    started = datetime.datetime.now(datetime.UTC)
+    start = time.perf_counter()
+    result = fn(options)
+    if not isinstance(result.get("summary"), str):
+        raise TypeError(f"benchmark {name!r} returned no 'summary' string")
+    payload = {
+        "name": name,
+        "description": describe(fn),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - start,
+        "options": dataclasses.asdict(options),
+        "machine": machine_info(),
+        **result,
+    }
+    write_json_atomic(out_dir / f"{name}.json", payload)
+    return payload
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run amygdala's benchmarks; results go to benchmarks/results/<name>.json.")
+    parser.add_argument("--only", action="append", metavar="NAME", choices=sorted(BENCHMARKS),
+                        help="run only this benchmark (repeatable); choices: %(choices)s")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions (2 instead of 5), for smoke tests")
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help="timed repetitions (overrides the --quick default)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
+                        help="where the JSON files go (default: %(default)s)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a benchmark misses its target")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmarks; return the exit status."""
+    args = _parse(argv)
+    if args.list:
+        for name, fn in BENCHMARKS.items():
+            print(f"{name:<20} {describe(fn)}")
+        return 0
+    if args.repeats is not None and args.repeats < 1:
+        print("--repeats must be at least 1", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
+    options = Options(quick=args.quick, repeats=repeats)
+    names: Iterable[str] = args.only or list(BENCHMARKS)
+    status = 0
+    for name in names:
+        try:
+            payload = run_one(name, options, args.out)
+        except Exception:
+            traceback.print_exc()
+            print(f"{name}: FAILED (no result written)")
+            status = 1
+            continue
+        missed = not _all_met(payload.get("meets_target", True))
+        print(f"{name}: {payload['summary']} [{payload['wall_s']:.0f} s"
+              f"{', quick' if options.quick else ''}] -> {args.out / (name + '.json')}")
+        if missed and args.check:
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
