@@ -161,8 +161,9 @@ class Circuit:
 
         >>> c = Circuit(concept="a", layer=2, neurons=(NeuronScore(layer=1, index=4, score=1.0),),
         ...             heads=(), size_neurons=1, size_heads=0, clean_projection=1.0)
-        >>> [(a.layer, a.indices, a.factor) for a in c.ablations(factor=2.0)]
-        [(1, (4,), 2.0)]
+        >>> only = c.ablations(factor=2.0)[0]
+        >>> only.layer, only.indices, only.factor
+        (1, (4,), 2.0)
         """
         if mode not in ("zero", "scale"):
             raise ValueError(f"mode must be 'zero' or 'scale', got {mode!r}; mean ablation "

@@ -316,10 +316,12 @@ def evaluate_steering(
     """Steer each concept at each strength on each prompt and score the continuations.
 
     Args:
-        backend, vectors: the model and its steering vectors.
+        backend: the model's backend.
+        vectors: its steering vectors.
         judge: the independent classifier (`amygdala._judge.fit_judge`).
         stats: neutral readout statistics (`amygdala._readout.load_or_compute_stats`).
-        layer: the steering layer; readout_layer: the later layer read by (a).
+        layer: the steering layer.
+        readout_layer: the later layer read by (a).
         run_dir: where circuits are looked up (``circuits/<concept>.json``).
         concepts: concepts to test (default: all of ``vectors``).
         alphas: vector strengths (0 = unsteered, always measured once per prompt).

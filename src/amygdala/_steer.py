@@ -215,7 +215,11 @@ def steered_generate(
         ablations: circuit modulation (`circuit_ablations`), applied at every position.
         use_cache: KV cache on or off; ``None`` keeps the backend's default (the
             transformer_lens backend decodes without the cache, see its docs).
-        max_new_tokens, chat, do_sample, temperature, seed: as in `Backend.generate`.
+        max_new_tokens: as in `Backend.generate`.
+        chat: as in `Backend.generate`.
+        do_sample: as in `Backend.generate`.
+        temperature: as in `Backend.generate`.
+        seed: as in `Backend.generate`.
     """
     options: dict[str, Any] = {} if use_cache is None else {"use_cache": use_cache}
     with _steering(backend, prompt, vectors, alphas, layers, positions, ablations, chat):
