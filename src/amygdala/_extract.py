@@ -101,12 +101,16 @@ class RawDirections:
         directions: ``[concepts, layers, d]`` unit writing directions in raw space.
         raw_norm: ``[concepts, layers]`` norm of the raw-space mean difference.
         counts: number of scenarios (paired) or stories (unpaired) per concept.
+        mean: ``[layers, d]`` reference mean the method centred with.
+        std: ``[layers, d]`` per-dimension spread it divided by (ones for ``raw``).
     """
 
     concepts: tuple[str, ...]
     directions: np.ndarray
     raw_norm: np.ndarray
     counts: Mapping[str, int]
+    mean: np.ndarray
+    std: np.ndarray
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -274,7 +278,8 @@ def extract(
     directions = _unit(_unit(vectors) * std[None])
     raw_norm, counts = _raw_norms(data, corpus, chosen, method)
     return RawDirections(concepts=tuple(chosen), directions=directions.astype(np.float32),
-                         raw_norm=raw_norm.astype(np.float32), counts=counts)
+                         raw_norm=raw_norm.astype(np.float32), counts=counts,
+                         mean=mean.astype(np.float32), std=std.astype(np.float32))
 
 
 def _raw_norms(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],

@@ -192,11 +192,6 @@ def train(
     data, captured = capture_corpus(session, corpus, layers, batch_size=config.batch_size,
                                     progress=progress)
     raw = extract(data, corpus, method=config.method, normalisation=config.normalisation)
-    from amygdala._extract import reference_stats
-
-    mean, std = reference_stats(data, corpus)
-    if config.normalisation == "raw":
-        std = np.ones_like(std)
     resid_norm = typical_token_norm(session, corpus, layers, config.pooling)
     provenance = {
         "model_id": session.loaded.model_id, "model_fingerprint": session.loaded.fingerprint,
@@ -206,7 +201,7 @@ def train(
     }
     vectors = SteeringVectorSet(
         concepts=raw.concepts, layers=layers, directions=raw.directions, raw_norm=raw.raw_norm,
-        resid_norm=resid_norm, mean=mean.astype(np.float32), std=std.astype(np.float32),
+        resid_norm=resid_norm, mean=raw.mean, std=raw.std,
         method=config.method, normalisation=config.normalisation, provenance=provenance,
     )
     seconds = time.perf_counter() - start
