@@ -186,12 +186,7 @@ def circuit_ablations(run_dir: Path | str, concept: str, factor: float) -> list[
 
 def prompt_length(backend: Backend, prompt: str, *, chat: bool = False) -> int:
     """Token count of ``prompt`` as `Backend.generate` will feed it (chat template too)."""
-    tok: Any = backend.tokenizer
-    if chat and getattr(tok, "chat_template", None):
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
-        return len(tok(text, add_special_tokens=False)["input_ids"])
-    return len(tok(prompt)["input_ids"])
+    return int(backend.prompt_ids(prompt, chat=chat).shape[1])
 
 
 def steered_generate(

@@ -293,7 +293,8 @@ class HookedBackend:
         return fn
 
     # ----- generation ------------------------------------------------------------------
-    def _prompt_ids(self, prompt: str, chat: bool) -> torch.Tensor:
+    def prompt_ids(self, prompt: str, *, chat: bool = False) -> torch.Tensor:
+        """Token ids ``[1, seq]`` of ``prompt`` exactly as `generate` feeds it."""
         tok = self.tokenizer
         if chat and getattr(tok, "chat_template", None):
             text = tok.apply_chat_template(
@@ -314,7 +315,7 @@ class HookedBackend:
         absolute positions.
         """
         model = self._hf_model()
-        ids = self._prompt_ids(prompt, chat).to(model.device)
+        ids = self.prompt_ids(prompt, chat=chat).to(model.device)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:

@@ -154,6 +154,8 @@ class Backend(Protocol):
 
     def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]: ...
 
+    def prompt_ids(self, prompt: str, *, chat: bool = False) -> torch.Tensor: ...
+
     def generate(
         self, prompt: str, *, max_new_tokens: int = 40, do_sample: bool = False,
         temperature: float = 1.0, seed: int = 0, chat: bool = False, use_cache: bool = True,
