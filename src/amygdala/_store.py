@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from amygdala._backends import Backend
 from amygdala._errors import NonFiniteError, StoreError, UnknownSiteError
@@ -190,17 +190,9 @@ class ActivationStore:
             tensors[str(site)] = values.to(torch_dtype).contiguous()
         hashes = [text_hash(t) for t in texts]
         shard = self.path / f"shard-{uuid.uuid4().hex}.safetensors"
-        fd, tmp = tempfile.mkstemp(prefix=".shard-", suffix=".tmp", dir=self.path)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"texts": json.dumps(hashes), "format": str(_FORMAT)})
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, shard)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # One batch is a few MB: serialise in memory, then the one atomic writer.
+        write_atomic(shard, save(tensors, metadata={"texts": json.dumps(hashes),
+                                                    "format": str(_FORMAT)}))
         self._seen.add(shard.name)
         for site in captured:
             for row, digest in enumerate(hashes):

@@ -10,7 +10,7 @@ import attrs
 import torch
 from jaxtyping import Float
 
-from amygdala._errors import UnknownSiteError
+from amygdala._errors import DimensionMismatchError, NonFiniteError, UnknownSiteError
 from amygdala._types import ModelDims, Pooling, Site
 
 __all__ = [
@@ -30,10 +30,9 @@ AblationMode = Literal["zero", "mean", "scale"]
 def _as_float_vector(value: object) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=torch.float32)
     if tensor.ndim != 1:
-        raise ValueError(f"expected a 1-D vector, got shape {tuple(tensor.shape)}")
+        raise DimensionMismatchError(
+            f"an edit vector must be 1-D [width], got shape {tuple(tensor.shape)}")
     if not torch.isfinite(tensor).all():
-        from amygdala._errors import NonFiniteError
-
         raise NonFiniteError("vector contains NaN or infinity; check how it was computed")
     return tensor
 
