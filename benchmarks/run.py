@@ -185,9 +185,9 @@ def capture_overhead(options: Options) -> dict[str, Any]:
     """Time of capturing resid_post at every layer, relative to a plain forward pass."""
     import torch
 
-    from amygdala._backends import get_backend
-    from amygdala._model import load_model
     from amygdala._types import Pooling, Site
+    from amygdala.backends._loading import load_model
+    from amygdala.backends._registry import get_backend
 
     n_texts, n_tokens, batch_size = 64, 100, 16
     # The baseline runs on its own, never-wrapped model: the TransformerLens
@@ -284,10 +284,10 @@ def quality_report(options: Options) -> dict[str, Any]:
     """Time of compute_quality on 24 concepts x 30 layers at SmolLM2 sizes (synthetic)."""
     import numpy as np
 
-    from amygdala._corpus import Corpus, Scenario, Text
-    from amygdala._extract import ExtractionInput, extract, reference_stats
-    from amygdala._quality import compute_quality
-    from amygdala._vectors import SteeringVectorSet
+    from amygdala.corpus._model import Corpus, Scenario, Text
+    from amygdala.diagnose._quality import compute_quality
+    from amygdala.vectors._extract import ExtractionInput, extract, reference_stats
+    from amygdala.vectors._set import SteeringVectorSet
 
     target_s = 5.0  # the issue's budget for 24 concepts x 30 layers on 2 cores
     rng = np.random.default_rng(0)
@@ -367,8 +367,8 @@ def _run_train(args: list[str]) -> tuple[float, int, str]:
 @benchmark("train_end_to_end")
 def train_end_to_end(options: Options) -> dict[str, Any]:
     """The main job on the shipped corpus: cold (empty store) and warm, time and peak memory."""
-    from amygdala._corpus import Corpus
-    from amygdala._model import load_model
+    from amygdala.backends._loading import load_model
+    from amygdala.corpus._model import Corpus
 
     load_model()  # the de-quantised model cache is not what this measures
     root = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from amygdala._backends import Backend, get_backend
-from amygdala._model import LoadedModel, fingerprint, load_model
+from amygdala.backends._loading import LoadedModel, fingerprint, load_model
+from amygdala.backends._registry import Backend, get_backend
 
 BACKEND_NAMES = ("torch", "transformer_lens")
 
@@ -100,10 +100,10 @@ def small_run(smollm_factory: Callable[[str], Backend],
     from pathlib import Path
     from types import SimpleNamespace
 
-    from amygdala._corpus import Corpus
-    from amygdala._store import ActivationStore
-    from amygdala._train import Session, TrainConfig, train
     from amygdala._types import Pooling
+    from amygdala.corpus._model import Corpus
+    from amygdala.store._store import ActivationStore
+    from amygdala.vectors._train import Session, TrainConfig, train
 
     backend = smollm_factory("torch")
     root = Path(__file__).resolve().parents[1]

@@ -7,14 +7,14 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from amygdala._backends import Ablation, Backend, Edit, available_backends, get_backend
-from amygdala._errors import (
+from amygdala._types import POINTS, Pooling, Site
+from amygdala.backends._registry import Ablation, Backend, Edit, available_backends, get_backend
+from amygdala.errors import (
     BackendError,
     DimensionMismatchError,
     UnknownSiteError,
     UnsupportedArchitectureError,
 )
-from amygdala._types import POINTS, Pooling, Site
 from tests.conftest import BACKEND_NAMES, tiny_llama
 
 TEXTS = ["The kettle clicked off.", "He read the letter twice, then folded it.", "Rain."]

@@ -1,4 +1,4 @@
-"""Tests of amygdala._circuits and amygdala._circuit_experiments."""
+"""Tests of amygdala.diagnose._circuits and amygdala.diagnose._circuit_experiments."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala._backends import Ablation, Backend, get_backend
-from amygdala._circuit_experiments import (
+from amygdala._types import Pooling, Site
+from amygdala.backends._registry import Ablation, Backend, get_backend
+from amygdala.corpus._model import Corpus
+from amygdala.diagnose._circuit_experiments import (
     CircuitExperiments,
     circuit_experiments,
     render_summary,
 )
-from amygdala._circuits import (
+from amygdala.diagnose._circuits import (
     Circuit,
     CircuitFileError,
     HeadScore,
@@ -27,9 +29,7 @@ from amygdala._circuits import (
     overlap_matrix,
     readout,
 )
-from amygdala._corpus import Corpus
-from amygdala._types import Pooling, Site
-from amygdala._vectors import SteeringVectorSet
+from amygdala.vectors._set import SteeringVectorSet
 from tests.conftest import tiny_llama
 
 PAIRS = [
@@ -296,7 +296,7 @@ def test_experiments_on_a_tiny_corpus(tiny_backend: Backend, tmp_path: Path) -> 
 
 
 def test_random_draws_match_per_layer_counts() -> None:
-    from amygdala._circuit_experiments import _draw
+    from amygdala.diagnose._circuit_experiments import _draw
 
     top = [NeuronScore(layer=0, index=i, score=1.0) for i in range(3)] + [
         NeuronScore(layer=2, index=7, score=1.0)]
@@ -355,7 +355,7 @@ def test_real_circuit_beats_random_neurons(small_run: Any) -> None:
 # ----- the command line -------------------------------------------------------------------
 
 def test_default_read_layer(tmp_path: Path) -> None:
-    from amygdala._commands.circuits import default_layer
+    from amygdala.cli.circuits import default_layer
 
     layers = tuple(range(30))
     assert default_layer(tmp_path, "paired", layers, 30) == 20  # 2/3 of the depth

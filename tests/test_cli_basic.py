@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amygdala._backends import available_backends
+from amygdala.backends._registry import available_backends
 from amygdala.cli import build_parser, main
 from tests.conftest import has_smollm
 
@@ -52,7 +52,7 @@ def test_backends_lists_every_backend_with_its_status(
 def test_backends_reports_a_library_that_does_not_import(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from amygdala._commands import backends
+    from amygdala.cli import backends
 
     monkeypatch.setitem(backends._LIBRARIES, "transformer_lens", "no_such_module_amygdala")
     assert main(["backends"]) == 0

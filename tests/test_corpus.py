@@ -1,4 +1,4 @@
-"""Tests of `amygdala._corpus`: loading, validation, selection and hashing."""
+"""Tests of `amygdala.corpus._model`: loading, validation, selection and hashing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala._corpus import (
+from amygdala.corpus._model import (
     CANONICAL_COGNITIVE,
     CANONICAL_CONCEPTS,
     CANONICAL_EMOTIONS,
@@ -17,7 +17,7 @@ from amygdala._corpus import (
     Scenario,
     Text,
 )
-from amygdala._errors import CorpusError, LintError, UnknownConceptError
+from amygdala.errors import CorpusError, LintError, UnknownConceptError
 from tests.corpus_helpers import prose, write
 
 

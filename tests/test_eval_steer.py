@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from amygdala._backends import Ablation, Backend
-from amygdala._eval_steer import (
+from amygdala.backends._registry import Ablation, Backend
+from amygdala.intervene._eval_steer import (
     FLUENCY_BUDGET,
     RESULT_FILE,
     SteerEvaluation,
@@ -20,7 +20,7 @@ from amygdala._eval_steer import (
     repetition_rate,
     steer_prompts,
 )
-from amygdala._judge import (
+from amygdala.intervene._judge import (
     NEUTRAL,
     BagOfWords,
     EmbedderKind,
@@ -28,7 +28,7 @@ from amygdala._judge import (
     fit_judge,
     load_embedder,
 )
-from amygdala._readout import compute_stats
+from amygdala.intervene._readout import compute_stats
 from tests.test_readout import NEUTRAL as NEUTRAL_TEXTS
 from tests.test_steer import tiny_vectors
 
@@ -81,7 +81,7 @@ def test_judge_top_concept_skips_neutral() -> None:
 
 
 def test_bag_of_words_judge_learns_the_shipped_corpus() -> None:
-    from amygdala._corpus import Corpus
+    from amygdala.corpus._model import Corpus
 
     corpus = Corpus.load(ROOT / "paired").select(["joyful", "afraid"])
     texts = [t.text for t in corpus.texts]
@@ -150,9 +150,9 @@ def test_evaluate_steering_end_to_end_on_a_tiny_model(tiny_backend: Backend,
 @pytest.mark.smollm
 def test_smollm_eval_steer_command(small_run: Any, capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from amygdala import _steer
-    from amygdala._readout import STATS_FILE
     from amygdala.cli import main
+    from amygdala.intervene import _steer
+    from amygdala.intervene._readout import STATS_FILE
     from tests.test_readout import _write_small_stats
 
     if not (Path(small_run.run_dir) / STATS_FILE).is_file():

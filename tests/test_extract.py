@@ -9,17 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala._corpus import Corpus, Scenario, Text
-from amygdala._errors import (
+from amygdala.corpus._model import Corpus, Scenario, Text
+from amygdala.diagnose._evaluate import evaluate
+from amygdala.errors import (
     CorpusError,
     DimensionMismatchError,
     UnknownConceptError,
     UnknownSiteError,
     VectorFileError,
 )
-from amygdala._evaluate import evaluate
-from amygdala._extract import METHODS, ExtractionInput, extract
-from amygdala._vectors import SteeringVector, SteeringVectorSet
+from amygdala.vectors._extract import METHODS, ExtractionInput, extract
+from amygdala.vectors._set import SteeringVector, SteeringVectorSet
 
 CONCEPTS = ("joyful", "sad", "afraid")
 D, LAYERS = 16, (0, 1)
@@ -123,7 +123,7 @@ def test_evaluation_separates_planted_concepts_and_beats_chance() -> None:
 
 def make_set(corpus: Corpus, data: ExtractionInput, method: str = "paired") -> SteeringVectorSet:
     raw = extract(data, corpus, method=method, normalisation="standardise")  # type: ignore[arg-type]
-    from amygdala._extract import reference_stats
+    from amygdala.vectors._extract import reference_stats
 
     mean, std = reference_stats(data, corpus)
     return SteeringVectorSet(concepts=raw.concepts, layers=data.layers,

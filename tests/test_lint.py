@@ -1,4 +1,4 @@
-"""Tests of `amygdala._lint`, `amygdala._lexicon`, `amygdala._leakage` and `amygdala lint`."""
+"""Tests of the corpus linter, lexicon and leakage check, and `amygdala lint`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from amygdala._corpus import Corpus
-from amygdala._errors import CorpusError
-from amygdala._leakage import bag_of_words_loso
-from amygdala._lexicon import BANNED_WORDS, EMOTION_WORDS, load_lexicon
-from amygdala._lint import Finding, LintReport, lint_path
 from amygdala.cli import main
+from amygdala.corpus._leakage import bag_of_words_loso
+from amygdala.corpus._lexicon import BANNED_WORDS, EMOTION_WORDS, load_lexicon
+from amygdala.corpus._lint import Finding, LintReport, lint_path
+from amygdala.corpus._model import Corpus
+from amygdala.errors import CorpusError
 from tests.corpus_helpers import prose, write
 
 

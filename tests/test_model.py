@@ -1,4 +1,4 @@
-"""Tests of `amygdala._model` (loading, cache, fingerprint) and `amygdala._types`."""
+"""Tests of `amygdala.backends._loading` (loading, cache, fingerprint) and `amygdala._types`."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from amygdala import _model
-from amygdala._errors import (
+from amygdala._types import POINTS, ModelDims, Pooling, Site
+from amygdala.backends import _loading as _model
+from amygdala.backends._loading import DEFAULT_MODEL, cache_dir, fingerprint, load_model, model_dims
+from amygdala.errors import (
     AmygdalaError,
     MissingDependencyError,
     ModelLoadError,
     PoolingError,
     UnknownSiteError,
 )
-from amygdala._model import DEFAULT_MODEL, cache_dir, fingerprint, load_model, model_dims
-from amygdala._types import POINTS, ModelDims, Pooling, Site
 from tests.conftest import has_smollm, tiny_llama
 
 SMOL_DIMS = ModelDims(n_layers=30, d_model=576, d_mlp=1536, n_heads=9, d_head=64)

@@ -11,19 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala._corpus import Corpus, Scenario, Text
-from amygdala._evaluate import Evaluation
-from amygdala._extract import ExtractionInput, extract, reference_stats
-from amygdala._quality import (
+from amygdala.cli import main
+from amygdala.corpus._model import Corpus, Scenario, Text
+from amygdala.diagnose._evaluate import Evaluation
+from amygdala.diagnose._quality import (
     QUALITY_FILE,
     QualityFileError,
     QualityReport,
     build_quality_report,
     compute_quality,
 )
-from amygdala._quality_render import compare_reports, render_comparison
-from amygdala._vectors import SteeringVectorSet
-from amygdala.cli import main
+from amygdala.diagnose._quality_render import compare_reports, render_comparison
+from amygdala.vectors._extract import ExtractionInput, extract, reference_stats
+from amygdala.vectors._set import SteeringVectorSet
 from tests.conftest import tiny_llama
 
 D, D_MLP, HEADS = 64, 128, 4
@@ -321,10 +321,10 @@ def test_smollm_quality_report(small_run: Any, tmp_path: Path) -> None:
 
 
 def test_build_quality_report_on_tiny_model(tmp_path: Path) -> None:
-    from amygdala._backends import get_backend
-    from amygdala._store import ActivationStore
-    from amygdala._train import Session, TrainConfig, train
     from amygdala._types import Pooling, Site
+    from amygdala.backends._registry import get_backend
+    from amygdala.store._store import ActivationStore
+    from amygdala.vectors._train import Session, TrainConfig, train
 
     scenarios = []
     for s in range(6):

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from amygdala import _readout
-from amygdala._backends import Backend
-from amygdala._readout import (
+from amygdala.backends._registry import Backend
+from amygdala.intervene import _readout
+from amygdala.intervene._readout import (
     STATS_FILE,
     NeutralTextsError,
     ReadoutStats,
@@ -21,7 +21,7 @@ from amygdala._readout import (
     read,
     read_generation,
 )
-from amygdala._steer import steer
+from amygdala.intervene._steer import steer
 from tests.test_steer import tiny_vectors
 
 NEUTRAL = ["The kettle clicked off and the water settled.",
@@ -97,7 +97,7 @@ def test_generation_readout_matches_reading_the_text(tiny_backend: Backend) -> N
 
 def _write_small_stats(run: Any) -> None:
     """Cheap neutral statistics (3 texts) so CLI tests skip the 48-text pass."""
-    from amygdala._vectors import SteeringVectorSet
+    from amygdala.vectors._set import SteeringVectorSet
 
     vs = SteeringVectorSet.load(run.run_dir)
     texts = [t.text for t in run.corpus.neutral[:3]]
@@ -109,8 +109,8 @@ def _write_small_stats(run: Any) -> None:
 def test_smollm_read_command(small_run: Any, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str],
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from amygdala import _steer
     from amygdala.cli import main
+    from amygdala.intervene import _steer
 
     if not (Path(small_run.run_dir) / STATS_FILE).is_file():
         _write_small_stats(small_run)

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from amygdala._corpus import CANONICAL_COGNITIVE, CANONICAL_CONCEPTS, CANONICAL_EMOTIONS, Corpus
-from amygdala._lint import lint_path
+from amygdala.corpus._lint import lint_path
+from amygdala.corpus._model import (
+    CANONICAL_COGNITIVE,
+    CANONICAL_CONCEPTS,
+    CANONICAL_EMOTIONS,
+    Corpus,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_SCENARIOS = (

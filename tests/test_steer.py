@@ -12,9 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala._backends import Ablation, Backend
-from amygdala._errors import UnknownConceptError, UnknownSiteError
-from amygdala._steer import (
+from amygdala._types import Site
+from amygdala.backends._registry import Ablation, Backend
+from amygdala.errors import UnknownConceptError, UnknownSiteError
+from amygdala.intervene._steer import (
     CircuitMissingError,
     circuit_ablations,
     default_layer,
@@ -24,8 +25,7 @@ from amygdala._steer import (
     steered_generate,
     steering_edits,
 )
-from amygdala._types import Site
-from amygdala._vectors import SteeringVectorSet
+from amygdala.vectors._set import SteeringVectorSet
 
 PROMPT = "The cat sat"
 
@@ -175,7 +175,7 @@ def test_circuit_modulation_cached_and_uncached_agree(tiny_backend: Backend) -> 
 def test_circuit_ablations_read_the_run_circuit(tmp_path: Path) -> None:
     with pytest.raises(CircuitMissingError, match="amygdala circuits"):
         circuit_ablations(tmp_path, "joyful", 2.0)
-    circuits = pytest.importorskip("amygdala._circuits")
+    circuits = pytest.importorskip("amygdala.diagnose._circuits")
     circuit = circuits.Circuit(
         concept="joyful", layer=2, neurons=(circuits.NeuronScore(layer=1, index=4, score=1.0),),
         heads=(), size_neurons=1, size_heads=0, clean_projection=1.0)

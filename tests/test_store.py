@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amygdala._backends import get_backend
-from amygdala._errors import StoreError
-from amygdala._store import ActivationStore
 from amygdala._types import Pooling, Site
+from amygdala.backends._registry import get_backend
+from amygdala.errors import StoreError
+from amygdala.store._store import ActivationStore
 from tests.conftest import tiny_llama
 
 TEXTS = [f"text number {i} says {'ab' * (i % 7)}" for i in range(24)]
@@ -72,8 +72,8 @@ def test_damaged_shard_is_named(tmp_path: Path) -> None:
 _CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    from amygdala._backends import get_backend
-    from amygdala._store import ActivationStore
+    from amygdala.backends._registry import get_backend
+    from amygdala.store._store import ActivationStore
     from amygdala._types import Pooling, Site
     from tests.conftest import tiny_llama
     loaded = tiny_llama()

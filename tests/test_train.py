@@ -12,13 +12,13 @@ import attrs
 import numpy as np
 import pytest
 
-from amygdala._backends import Backend
-from amygdala._corpus import Corpus
-from amygdala._store import ActivationStore
-from amygdala._train import Session, TrainConfig, train
 from amygdala._types import Pooling
-from amygdala._vectors import SteeringVectorSet
+from amygdala.backends._registry import Backend
 from amygdala.cli import main
+from amygdala.corpus._model import Corpus
+from amygdala.store._store import ActivationStore
+from amygdala.vectors._set import SteeringVectorSet
+from amygdala.vectors._train import Session, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.smollm

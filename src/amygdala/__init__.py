@@ -1,191 +1,121 @@
 """amygdala: find, check and use emotion directions inside transformer language models.
 
-The whole public API is importable from here; everything in ``amygdala._*``
-modules is private. Importing has no side effects.
+The package is laid out as the pipeline it runs; each stage is a subpackage with its
+own public names, and the names most people need are re-exported here:
+
+- `amygdala.corpus`: `Corpus`, `Scenario`, lint and leakage checks;
+- `amygdala.backends`: `load_model`, the `Backend` protocol and its implementations;
+- `amygdala.store`: `ActivationStore`;
+- `amygdala.vectors`: `extract`, `SteeringVector(Set)`, `train`;
+- `amygdala.diagnose`: `evaluate`, `QualityReport`, circuits;
+- `amygdala.intervene`: `steer`, `read`, steering evaluation;
+- `amygdala.errors`: every exception, all subclasses of `AmygdalaError`.
+
+Modules whose names start with an underscore are private. Importing has no side effects.
 
 >>> import amygdala
 >>> amygdala.Site.parse("resid_post.12")
 Site(layer=12, point='resid_post')
 """
 
-from amygdala._backends import (
-    Ablation,
+from amygdala import backends, corpus, diagnose, errors, intervene, store, vectors
+from amygdala._types import ModelDims, Pooling, Site
+from amygdala.backends import (
+    DEFAULT_MODEL,
     Backend,
-    Edit,
-    Generation,
-    Trace,
+    LoadedModel,
     available_backends,
     get_backend,
+    load_model,
 )
-from amygdala._circuit_experiments import (
-    AblationEffect,
-    CircuitExperiments,
-    Enhancement,
-    Specificity,
-    circuit_experiments,
-)
-from amygdala._circuits import (
+from amygdala.corpus import CANONICAL_CONCEPTS, Corpus, Scenario, Text, lint_path
+from amygdala.diagnose import (
     Circuit,
-    CircuitFileError,
-    HeadScore,
-    NeuronScore,
-    circuit_from_pairs,
-    find_circuit,
-    overlap_matrix,
-)
-from amygdala._corpus import CANONICAL_CONCEPTS, Corpus, Scenario, Text
-from amygdala._errors import (
-    AmygdalaError,
-    BackendError,
-    CaptureInterruptedError,
-    CorpusError,
-    DimensionMismatchError,
-    LintError,
-    MissingDependencyError,
-    ModelLoadError,
-    NonFiniteError,
-    PoolingError,
-    StoreError,
-    UnknownConceptError,
-    UnknownSiteError,
-    UnsupportedArchitectureError,
-    VectorFileError,
-)
-from amygdala._eval_steer import FLUENCY_BUDGET, SteerEvaluation, evaluate_steering
-from amygdala._evaluate import Evaluation, evaluate
-from amygdala._extract import METHODS, NORMALISATIONS, ExtractionInput, extract
-from amygdala._judge import Judge, fit_judge
-from amygdala._leakage import LeakageResult, bag_of_words_loso
-from amygdala._lint import Finding, LintReport, lint_path
-from amygdala._model import DEFAULT_MODEL, LoadedModel, load_model
-from amygdala._quality import (
-    CLEAN_FIRST_PC,
-    CONTAMINATED_COSINE,
-    FRAGMENTED_FIRST_PC,
-    MIN_STORIES,
-    REDUNDANT_R2,
-    SINGLE_NEURON_COSINE,
-    UNSTABLE_COSINE,
-    ConceptQuality,
-    LayerQuality,
-    QualityFileError,
+    Evaluation,
     QualityReport,
-    Thresholds,
-    build_quality_report,
+    circuit_experiments,
     compute_quality,
+    evaluate,
+    find_circuit,
 )
-from amygdala._readout import NeutralTextsError, Readout, ReadoutStats, read, read_generation
-from amygdala._steer import (
-    POSITIONS,
-    CircuitMissingError,
+from amygdala.errors import AmygdalaError
+from amygdala.intervene import (
+    Readout,
     RunContext,
-    circuit_ablations,
-    modulate,
+    evaluate_steering,
     open_run,
+    read,
+    read_generation,
     steer,
     steered_generate,
 )
-from amygdala._store import Activations, ActivationStore
-from amygdala._train import Session, TrainConfig, TrainResult, capture_corpus, open_session, train
-from amygdala._types import ModelDims, Pooling, Site
-from amygdala._vectors import SteeringVector, SteeringVectorSet
+from amygdala.store import ActivationStore
+from amygdala.vectors import (
+    METHODS,
+    ExtractionInput,
+    SteeringVector,
+    SteeringVectorSet,
+    TrainConfig,
+    capture_corpus,
+    extract,
+    open_session,
+    train,
+)
 
 __all__ = [
+    # corpus
     "CANONICAL_CONCEPTS",
-    "CLEAN_FIRST_PC",
-    "CONTAMINATED_COSINE",
+    # model and backends
     "DEFAULT_MODEL",
-    "FLUENCY_BUDGET",
-    "FRAGMENTED_FIRST_PC",
+    # vectors
     "METHODS",
-    "MIN_STORIES",
-    "NORMALISATIONS",
-    "POSITIONS",
-    "REDUNDANT_R2",
-    "SINGLE_NEURON_COSINE",
-    "UNSTABLE_COSINE",
-    "Ablation",
-    "AblationEffect",
+    # activation store
     "ActivationStore",
-    "Activations",
+    # errors
     "AmygdalaError",
     "Backend",
-    "BackendError",
-    "CaptureInterruptedError",
+    # diagnosis
     "Circuit",
-    "CircuitExperiments",
-    "CircuitFileError",
-    "CircuitMissingError",
-    "ConceptQuality",
     "Corpus",
-    "CorpusError",
-    "DimensionMismatchError",
-    "Edit",
-    "Enhancement",
     "Evaluation",
     "ExtractionInput",
-    "Finding",
-    "Generation",
-    "HeadScore",
-    "Judge",
-    "LayerQuality",
-    "LeakageResult",
-    "LintError",
-    "LintReport",
     "LoadedModel",
-    "MissingDependencyError",
     "ModelDims",
-    "ModelLoadError",
-    "NeuronScore",
-    "NeutralTextsError",
-    "NonFiniteError",
     "Pooling",
-    "PoolingError",
-    "QualityFileError",
     "QualityReport",
+    # intervention
     "Readout",
-    "ReadoutStats",
     "RunContext",
     "Scenario",
-    "Session",
     "Site",
-    "Specificity",
-    "SteerEvaluation",
     "SteeringVector",
     "SteeringVectorSet",
-    "StoreError",
     "Text",
-    "Thresholds",
-    "Trace",
     "TrainConfig",
-    "TrainResult",
-    "UnknownConceptError",
-    "UnknownSiteError",
-    "UnsupportedArchitectureError",
-    "VectorFileError",
     "available_backends",
-    "bag_of_words_loso",
-    "build_quality_report",
+    # stage packages
+    "backends",
     "capture_corpus",
-    "circuit_ablations",
     "circuit_experiments",
-    "circuit_from_pairs",
     "compute_quality",
+    "corpus",
+    "diagnose",
+    "errors",
     "evaluate",
     "evaluate_steering",
     "extract",
     "find_circuit",
-    "fit_judge",
     "get_backend",
+    "intervene",
     "lint_path",
     "load_model",
-    "modulate",
     "open_run",
     "open_session",
-    "overlap_matrix",
     "read",
     "read_generation",
     "steer",
     "steered_generate",
+    "store",
     "train",
+    "vectors",
 ]

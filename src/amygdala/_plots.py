@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from amygdala._errors import MissingDependencyError
-from amygdala._store import write_atomic
+from amygdala.errors import MissingDependencyError
+from amygdala.store._store import write_atomic
 
 if TYPE_CHECKING:
-    from amygdala._quality import QualityReport
+    from amygdala.diagnose._quality import QualityReport
 
 __all__ = ["write_plots"]
 

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 import attrs
 
-from amygdala._errors import PoolingError, UnknownSiteError
+from amygdala.errors import PoolingError, UnknownSiteError
 
 __all__ = ["POINTS", "ModelDims", "Point", "Pooling", "PoolingKind", "Site"]
 

@@ -1,1 +1,0 @@
-"""Subcommands of the `amygdala` program (see `amygdala.cli`)."""

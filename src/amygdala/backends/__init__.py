@@ -1,0 +1,20 @@
+"""Stage 2, the backends: a loaded model and interchangeable ways to capture and edit it."""
+
+from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, load_model, model_dims
+from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, Trace
+from amygdala.backends._registry import BACKENDS, available_backends, get_backend
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "Ablation",
+    "Backend",
+    "Edit",
+    "Generation",
+    "LoadedModel",
+    "Trace",
+    "available_backends",
+    "get_backend",
+    "load_model",
+    "model_dims",
+]

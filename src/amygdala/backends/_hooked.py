@@ -1,0 +1,335 @@
+"""Shared machinery of the hook-based backends.
+
+A backend subclass says only how to reach a `Site` (`_attach`) and how to run a
+forward pass (`_forward`); capture, pooling, edits, ablations, tracing and
+generation are written once here, so both backends mean the same thing by them.
+
+Every hook callback receives the site's activation as ``[batch, seq, width]``
+and returns a replacement or ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
+
+import torch
+from jaxtyping import Float
+
+from amygdala._types import ModelDims, Pooling, Site
+from amygdala.backends._loading import LoadedModel
+from amygdala.backends._protocol import Ablation, Edit, Generation, Trace
+from amygdala.errors import DimensionMismatchError, UnknownSiteError
+
+__all__ = ["HookFn", "HookedBackend", "Remover"]
+
+HookFn = Callable[[torch.Tensor], torch.Tensor | None]
+Remover = Callable[[], None]
+
+
+def pool(
+    acts: Float[torch.Tensor, "batch seq width"], mask: torch.Tensor, pooling: Pooling
+) -> Float[torch.Tensor, "batch width"]:
+    """Pool per-token activations over real tokens (``mask`` is 1 on real tokens)."""
+    lengths = mask.sum(dim=1)
+    if pooling.kind == "last":
+        return acts[torch.arange(acts.shape[0]), lengths - 1]
+    positions = torch.arange(acts.shape[1]).unsqueeze(0)
+    # Texts no longer than `skip` keep their last token rather than pooling nothing.
+    start = torch.minimum(torch.full_like(lengths, pooling.skip), lengths - 1).unsqueeze(1)
+    keep = (mask.bool() & (positions >= start)).to(acts.dtype)
+    return (acts * keep.unsqueeze(-1)).sum(dim=1) / keep.sum(dim=1, keepdim=True)
+
+
+class HookedBackend:
+    """Base of the concrete backends; not part of the public API."""
+
+    name = "abstract"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self._dims = loaded.dims
+        self._offset = 0  # absolute position of the current forward call's first token
+        self._positions: torch.Tensor | None = None
+
+    # ----- what a subclass provides -------------------------------------------------
+    def _hf_model(self) -> Any:
+        return self.loaded.model
+
+    def _attach(self, site: Site, fn: HookFn) -> Remover:
+        raise NotImplementedError
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
+        """Return what each MLP neuron writes to the residual stream (W_down columns)."""
+        raise NotImplementedError
+
+    def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]:
+        """Return each head's slice of the attention output projection (W_O)."""
+        raise NotImplementedError
+
+    # ----- properties ----------------------------------------------------------------
+    @property
+    def dims(self) -> ModelDims:
+        """The model's sizes."""
+        return self._dims
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer."""
+        return self.loaded.tokenizer
+
+    def _track_offset(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        # Absolute positions of this call's tokens. Generation passes position_ids
+        # (and a cache whose length is the offset); a plain forward starts at 0.
+        self._positions = None
+        position_ids = kwargs.get("position_ids")
+        if isinstance(position_ids, torch.Tensor):
+            self._positions = position_ids.detach().cpu()
+            return
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
+        cache_position = kwargs.get("cache_position")
+        if isinstance(cache_position, torch.Tensor) and cache_position.numel():
+            self._offset = int(cache_position.reshape(-1)[0])
+        elif cache is not None and hasattr(cache, "get_seq_length"):
+            self._offset = int(cache.get_seq_length())
+        else:
+            self._offset = 0
+
+    def _absolute_positions(self, seq: int) -> torch.Tensor:
+        """Absolute positions of the current call: [rows or 1, seq]."""
+        if self._positions is not None and self._positions.shape[-1] == seq:
+            return self._positions.reshape(-1, seq)
+        return (self._offset + torch.arange(seq)).unsqueeze(0)
+
+    def _check_site(self, site: Site) -> None:
+        self._dims.check(site)
+
+    # ----- batching --------------------------------------------------------------------
+    def iter_batches(
+        self, texts: Sequence[str], batch_size: int
+    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """Yield (indices, input_ids, attention_mask), batches sorted by token length.
+
+        Padding is on the right, so under causal attention real tokens never see
+        padding and pooled activations do not depend on the batch.
+        """
+        tok = self.tokenizer
+        encoded = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
+        for ids, text in zip(encoded, texts, strict=True):
+            if not ids:
+                raise ValueError(f"text {text[:40]!r} tokenises to nothing; remove empty texts")
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        for begin in range(0, len(order), batch_size):
+            idx = order[begin:begin + batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                mask[row, : len(encoded[i])] = 1
+            yield idx, input_ids, mask
+
+    # ----- capture ---------------------------------------------------------------------
+    def capture(
+        self, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
+        *, batch_size: int = 16,
+    ) -> dict[Site, Float[torch.Tensor, "n width"]]:
+        """Capture pooled activations at ``sites`` for every text.
+
+        Args:
+            texts: the texts; order is kept in the result.
+            sites: where to read.
+            pooling: how tokens are pooled into one vector per text.
+            batch_size: texts per forward pass.
+
+        Returns:
+            ``{site: tensor[n_texts, width]}`` in float32 on the CPU.
+        """
+        for site in sites:
+            self._check_site(site)
+        out = {s: torch.empty(len(texts), self._dims.width(s.point)) for s in sites}
+        for idx, input_ids, mask in self.iter_batches(texts, batch_size):
+            with self.tracing(sites) as trace:
+                self._forward(input_ids, mask)
+            for site in sites:
+                out[site][idx] = pool(trace.stacked(site), mask, pooling).float().cpu()
+        return out
+
+    def capture_tokens(
+        self, texts: Sequence[str], sites: Sequence[Site], *, batch_size: int = 16
+    ) -> list[dict[Site, Float[torch.Tensor, "seq width"]]]:
+        """Capture per-token activations (no pooling); one dict per text."""
+        for site in sites:
+            self._check_site(site)
+        result: list[dict[Site, torch.Tensor]] = [{} for _ in texts]
+        for idx, input_ids, mask in self.iter_batches(texts, batch_size):
+            with self.tracing(sites) as trace:
+                self._forward(input_ids, mask)
+            lengths = mask.sum(dim=1).tolist()
+            for site in sites:
+                acts = trace.stacked(site).float().cpu()
+                for row, i in enumerate(idx):
+                    result[i][site] = acts[row, : lengths[row]].clone()
+        return result
+
+    def logits(self, texts: Sequence[str]) -> Float[torch.Tensor, "batch seq vocab"]:
+        """Run the model on ``texts`` (right-padded, in the given order) and return logits."""
+        batches = list(self.iter_batches(texts, max(1, len(texts))))
+        idx, input_ids, mask = batches[0]
+        logits = self._forward(input_ids, mask).float()
+        restore = torch.empty(len(idx), dtype=torch.long)
+        restore[torch.tensor(idx)] = torch.arange(len(idx))
+        return logits[restore] * mask[restore].unsqueeze(-1)
+
+    # ----- hooks as context managers ---------------------------------------------------
+    @contextmanager
+    def _hooks(
+        self, pairs: Sequence[tuple[Site, HookFn]], *, track_positions: bool = False
+    ) -> Iterator[None]:
+        # Register everything first, then yield: a failure while registering
+        # still removes what was registered (ExitStack unwinds on any exit).
+        with ExitStack() as stack:
+            if track_positions:
+                handle = self._hf_model().register_forward_pre_hook(
+                    self._track_offset, with_kwargs=True
+                )
+                stack.callback(handle.remove)
+                self._offset, self._positions = 0, None
+            for site, fn in pairs:
+                self._check_site(site)
+                stack.callback(self._attach(site, fn))
+            yield
+
+    def tracing(self, sites: Sequence[Site]) -> AbstractContextManager[Trace]:
+        """Record activations at ``sites`` for every forward call inside the block."""
+        trace = Trace(sites=tuple(sites), steps={s: [] for s in sites})
+
+        def recorder(site: Site) -> HookFn:
+            def fn(acts: torch.Tensor) -> None:
+                trace.steps[site].append(acts.detach())
+
+            return fn
+
+        @contextmanager
+        def run() -> Iterator[Trace]:
+            with torch.inference_mode(), self._hooks([(s, recorder(s)) for s in sites]):
+                yield trace
+
+        return run()
+
+    def editing(self, edits: Sequence[Edit]) -> AbstractContextManager[None]:
+        """Add vectors at sites during every forward call inside the block."""
+        for edit in edits:
+            width = self._dims.width(edit.site.point)
+            if edit.vector.shape[0] != width:
+                raise DimensionMismatchError(
+                    f"edit at {edit.site} has a vector of width {edit.vector.shape[0]}, but "
+                    f"that site has width {width}; was it made for another model or layer?"
+                )
+
+        def adder(edit: Edit) -> HookFn:
+            def fn(acts: torch.Tensor) -> torch.Tensor:
+                positions = self._absolute_positions(acts.shape[1]).to(acts.device)
+                stop = edit.stop if edit.stop is not None else torch.iinfo(torch.long).max
+                on = ((positions >= edit.start) & (positions < stop)).to(acts.dtype)
+                vector = edit.vector.to(device=acts.device, dtype=acts.dtype)
+                return acts + on[..., None] * vector
+            return fn
+
+        return self._hooks([(e.site, adder(e)) for e in edits], track_positions=True)
+
+    def ablating(self, ablations: Sequence[Ablation]) -> AbstractContextManager[None]:
+        """Zero, mean-replace or scale neurons or heads during the block."""
+        pairs: list[tuple[Site, HookFn]] = []
+        for ablation in ablations:
+            self._check_site(ablation.site)
+            limit = self._dims.d_mlp if ablation.component == "neurons" else self._dims.n_heads
+            bad = [i for i in ablation.indices if not 0 <= i < limit]
+            if bad:
+                raise UnknownSiteError(
+                    f"{ablation.component} indices {bad[:5]} out of range at layer "
+                    f"{ablation.layer}: valid indices are 0..{limit - 1}"
+                )
+            pairs.append((ablation.site, self._ablation_fn(ablation)))
+        return self._hooks(pairs)
+
+    def _ablation_fn(self, ablation: Ablation) -> HookFn:
+        width = self._dims.width(ablation.site.point)
+        columns = torch.tensor(ablation.indices, dtype=torch.long)
+        if ablation.component == "heads":
+            d_head = self._dims.d_head
+            columns = (columns[:, None] * d_head + torch.arange(d_head)[None, :]).reshape(-1)
+        means = ablation.means
+        if means is not None and means.shape != (width,):
+            raise DimensionMismatchError(
+                f"mean ablation at layer {ablation.layer} needs means of shape ({width},), "
+                f"got {tuple(means.shape)}"
+            )
+
+        def fn(acts: torch.Tensor) -> torch.Tensor:
+            acts = acts.clone()
+            rows = slice(None) if ablation.rows is None else list(ablation.rows)
+            selected = acts[rows][..., columns]
+            if ablation.mode == "zero":
+                new = torch.zeros_like(selected)
+            elif ablation.mode == "scale":
+                new = selected * ablation.factor
+            else:
+                assert means is not None  # checked at construction
+                new = means[columns].to(acts.dtype).expand_as(selected)
+            if ablation.rows is None:
+                acts[..., columns] = new
+            else:
+                block = acts[rows]
+                block[..., columns] = new
+                acts[rows] = block
+            return acts
+
+        return fn
+
+    # ----- generation ------------------------------------------------------------------
+    def prompt_ids(self, prompt: str, *, chat: bool = False) -> torch.Tensor:
+        """Token ids ``[1, seq]`` of ``prompt`` exactly as `generate` feeds it."""
+        tok = self.tokenizer
+        if chat and getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        else:
+            ids = tok(prompt, return_tensors="pt")["input_ids"]
+        return ids  # type: ignore[no-any-return]
+
+    def generate(
+        self, prompt: str, *, max_new_tokens: int = 40, do_sample: bool = False,
+        temperature: float = 1.0, seed: int = 0, chat: bool = False, use_cache: bool = True,
+    ) -> Generation:
+        """Generate a continuation of one prompt (KV cache on by default).
+
+        Edits and ablations active around this call apply at every step, at
+        absolute positions.
+        """
+        model = self._hf_model()
+        ids = self.prompt_ids(prompt, chat=chat).to(model.device)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            with torch.inference_mode():
+                out = model.generate(
+                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                    do_sample=do_sample, temperature=temperature if do_sample else None,
+                    top_p=None, top_k=None, use_cache=use_cache,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+        finally:
+            torch.random.set_rng_state(generator_state)
+        new = out[0, ids.shape[1]:].tolist()
+        return Generation(
+            prompt=prompt, text=self.tokenizer.decode(new, skip_special_tokens=True),
+            token_ids=tuple(out[0].tolist()), prompt_len=int(ids.shape[1]),
+        )

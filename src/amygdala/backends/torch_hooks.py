@@ -1,0 +1,155 @@
+"""The ``torch`` backend: raw PyTorch hooks on Hugging Face modules.
+
+Supported architectures are listed in `ARCHITECTURES`; each maps the generic
+sites onto module paths. ``resid_mid`` is the block input plus the attention
+output; it is written by shifting the attention output, which moves the
+residual stream itself (writing the post-attention norm input would not).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, final
+
+import attrs
+import torch
+from jaxtyping import Float
+
+from amygdala._types import Site
+from amygdala.backends._hooked import HookedBackend, HookFn, Remover
+from amygdala.backends._loading import LoadedModel
+from amygdala.errors import UnsupportedArchitectureError
+
+__all__ = ["ARCHITECTURES", "ArchitectureMap", "TorchHooksBackend"]
+
+
+@attrs.frozen(kw_only=True)
+class ArchitectureMap:
+    """Where the generic sites live in one Hugging Face architecture."""
+
+    layers: str
+    attn: str
+    attn_out: str
+    mlp_down: str
+    # torch.nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
+    weight_layout: Literal["out_in", "in_out"] = "out_in"
+
+
+_LLAMA = ArchitectureMap(
+    layers="model.layers", attn="self_attn", attn_out="self_attn.o_proj",
+    mlp_down="mlp.down_proj",
+)
+ARCHITECTURES: Final[dict[str, ArchitectureMap]] = {
+    "LlamaForCausalLM": _LLAMA,
+    "MistralForCausalLM": _LLAMA,
+    "Qwen2ForCausalLM": _LLAMA,
+    "Qwen3ForCausalLM": _LLAMA,
+    "GPT2LMHeadModel": ArchitectureMap(
+        layers="transformer.h", attn="attn", attn_out="attn.c_proj", mlp_down="mlp.c_proj",
+        weight_layout="in_out",
+    ),
+}
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
+
+
+def _replace_first(output: Any, new: torch.Tensor) -> Any:
+    return (new, *output[1:]) if isinstance(output, tuple) else new
+
+
+@final
+class TorchHooksBackend(HookedBackend):
+    """Capture and edit a Hugging Face model through raw forward hooks.
+
+    >>> from amygdala import load_model
+    >>> backend = TorchHooksBackend(load_model())  # doctest: +SKIP
+    """
+
+    name = "torch"
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        arch = type(loaded.model).__name__
+        if arch not in ARCHITECTURES:
+            raise UnsupportedArchitectureError(
+                f"the torch backend has no module map for {arch}; supported: "
+                f"{', '.join(sorted(ARCHITECTURES))}. Use backend='transformer_lens', or add "
+                "an ArchitectureMap to amygdala.backends.torch_hooks.ARCHITECTURES"
+            )
+        self.arch = ARCHITECTURES[arch]
+        super().__init__(loaded)
+        self._layers = loaded.model.get_submodule(self.arch.layers)
+
+    def _module(self, layer: int, path: str) -> torch.nn.Module:
+        return self._layers[layer].get_submodule(path)  # type: ignore[no-any-return]
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            model = self.loaded.model
+            out = model(input_ids=input_ids.to(model.device),
+                        attention_mask=attention_mask.to(model.device), use_cache=False)
+        return out.logits  # type: ignore[no-any-return]
+
+    def _attach(self, site: Site, fn: HookFn) -> Remover:
+        layer = self._layers[site.layer]
+        if site.point == "resid_pre":
+            def pre(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                if args:
+                    new = fn(args[0])
+                    return None if new is None else ((new, *args[1:]), kwargs)
+                new = fn(kwargs["hidden_states"])
+                return None if new is None else (args, {**kwargs, "hidden_states": new})
+            return layer.register_forward_pre_hook(pre, with_kwargs=True).remove  # type: ignore[no-any-return]
+        if site.point == "resid_post":
+            def post(_m: Any, _args: Any, output: Any) -> Any:
+                new = fn(_first(output))
+                return None if new is None else _replace_first(output, new)
+            return layer.register_forward_hook(post).remove  # type: ignore[no-any-return]
+        if site.point == "resid_mid":
+            return self._attach_mid(layer, fn)
+        target = self.arch.mlp_down if site.point == "mlp_neurons" else self.arch.attn_out
+
+        def inputs(_m: Any, args: tuple[Any, ...]) -> Any:
+            new = fn(args[0])
+            return None if new is None else (new, *args[1:])
+        return layer.get_submodule(target).register_forward_pre_hook(inputs).remove  # type: ignore[no-any-return]
+
+    def _attach_mid(self, layer: torch.nn.Module, fn: HookFn) -> Remover:
+        # resid_mid = block input + attention output. Remember the block input,
+        # then hand fn the sum and shift the attention output by fn's change.
+        seen: dict[str, torch.Tensor] = {}
+
+        def remember(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            seen["input"] = args[0] if args else kwargs["hidden_states"]
+
+        def shift(_m: Any, _args: Any, output: Any) -> Any:
+            attn_out = _first(output)
+            mid = seen.pop("input") + attn_out
+            new = fn(mid)
+            return None if new is None else _replace_first(output, attn_out + (new - mid))
+
+        handles = [
+            layer.register_forward_pre_hook(remember, with_kwargs=True),
+            layer.get_submodule(self.arch.attn).register_forward_hook(shift),
+        ]
+
+        def remove() -> None:
+            for handle in handles:
+                handle.remove()
+        return remove
+
+    def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
+        """Return what each MLP neuron writes to the residual stream (W_down columns)."""
+        self._check_site(Site(layer=layer))
+        weight: torch.Tensor = self._module(layer, self.arch.mlp_down).weight  # type: ignore[assignment]
+        weight = weight.detach().float().cpu()
+        return weight.T if self.arch.weight_layout == "out_in" else weight
+
+    def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]:
+        """Return each head's slice of the attention output projection (W_O)."""
+        self._check_site(Site(layer=layer))
+        weight: torch.Tensor = self._module(layer, self.arch.attn_out).weight  # type: ignore[assignment]
+        weight = weight.detach().float().cpu()
+        w_in_out = weight.T if self.arch.weight_layout == "out_in" else weight
+        d = self.dims
+        return w_in_out.reshape(d.n_heads, d.d_head, d.d_model)

@@ -1,0 +1,103 @@
+"""`amygdala eval-steer RUN_DIR`: measure how well steering works, with an independent judge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from amygdala.intervene._eval_steer import (
+    DEFAULT_ALPHAS,
+    DEFAULT_FACTORS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_PROMPTS,
+)
+
+NAME = "eval-steer"
+HELP = "Steer each concept on neutral prompts at several strengths; score with readout, judge "\
+    "and fluency."
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.replace(",", " ").split()]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the eval-steer options to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    parser.add_argument("--concepts", nargs="+", default=None, help="default: all")
+    parser.add_argument("--alphas", type=_floats, default=list(DEFAULT_ALPHAS),
+                        help="vector strengths, comma-separated (default "
+                        f"{','.join(map(str, DEFAULT_ALPHAS))}; units: residual norm)")
+    parser.add_argument("--factors", type=_floats, default=list(DEFAULT_FACTORS),
+                        help="circuit scale factors where RUN_DIR/circuits/<c>.json exists "
+                        f"(default {','.join(map(str, DEFAULT_FACTORS))})")
+    parser.add_argument("--prompts", type=int, default=DEFAULT_PROMPTS,
+                        help=f"neutral prompts used (default {DEFAULT_PROMPTS}, at most 24)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--layer", type=int, default=None,
+                        help="steering layer (default: best layer in evaluation.json, else middle)")
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="write success_vs_strength.png into DIR (matplotlib)")
+    parser.add_argument("--corpus", metavar="PATH", default=None,
+                        help="corpus root (judge training texts, neutral statistics) when the "
+                        "run's recorded root is not found")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 is often faster on a busy 2-core machine)")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="write the JSON here instead of RUN_DIR/eval_steer.json")
+    parser.add_argument("--rows", action="store_true", help="also print every strength's row")
+    parser.add_argument("--json", action="store_true", help="print the result JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation, write RUN_DIR/eval_steer.json, print the table."""
+    import torch
+
+    from amygdala.corpus._model import Corpus
+    from amygdala.intervene._eval_steer import (
+        evaluate_steering,
+        progress_printer,
+        readout_layer_for,
+        steer_prompts,
+    )
+    from amygdala.intervene._judge import fit_judge
+    from amygdala.intervene._readout import load_or_compute_stats, neutral_texts
+    from amygdala.intervene._steer import default_layer, open_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    ctx = open_run(args.run_dir)
+    vectors = ctx.vectors
+    layer = args.layer if args.layer is not None else default_layer(vectors, ctx.run_dir)
+    vectors.layer_index(layer)
+    readout_layer = readout_layer_for(vectors, layer, ctx.backend.dims.n_layers)
+    neutral_texts(vectors, args.corpus)  # fail early when the corpus is missing
+    root = args.corpus or str(vectors.provenance.get("corpus_root"))
+    corpus = Corpus.load(root)
+    concepts = args.concepts or list(vectors.concepts)
+    judge = fit_judge(corpus, [c for c in vectors.concepts if c in corpus.concepts])
+    progress_printer(f"judge: {judge.kind}, {len(judge.classes)} classes, accuracy "
+                     f"{judge.train_accuracy:.2f} on its training texts, "
+                     f"{judge.heldout_accuracy:.2f} held out (5-fold)")
+    stats = load_or_compute_stats(ctx.run_dir, ctx.backend, vectors, corpus=args.corpus)
+    result = evaluate_steering(
+        ctx.backend, vectors, judge, stats, layer=layer, readout_layer=readout_layer,
+        run_dir=ctx.run_dir, concepts=concepts, alphas=args.alphas, factors=args.factors,
+        prompts=steer_prompts()[: args.prompts], max_new_tokens=args.max_new_tokens,
+        log=progress_printer)
+    result.settings["total_seconds"] = round(time.perf_counter() - start, 1)
+    path = result.save(ctx.run_dir, path=args.out)
+    if args.json:
+        print(json.dumps(result.to_json()["best"], indent=1))
+    else:
+        if args.rows:
+            print(result.render_rows())
+            print()
+        print(result.render())
+        print(f"wrote {path} ({result.settings['total_seconds']:.0f}s)")
+    if args.plot:
+        for p in result.plot(args.plot):
+            print(f"wrote {p}")
+    return 0

@@ -1,0 +1,56 @@
+"""`amygdala evaluate CORPUS`: held-out accuracy per layer and method."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from amygdala.cli._common import add_model_options, parse_layers
+from amygdala.vectors._extract import METHODS, NORMALISATIONS
+
+NAME = "evaluate"
+HELP = "leave-one-scenario-out accuracy per layer for each method, next to bag-of-words"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments."""
+    parser.add_argument("corpus", type=Path, help="corpus root or paired/ directory")
+    add_model_options(parser)
+    parser.add_argument("--methods", default="paired,paired_centred,unpaired,pca,probe",
+                        help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--normalisation", default="standardise", choices=NORMALISATIONS)
+    parser.add_argument("--layers", default=None, help="'all' (default), '10-20' or '5,10,15'")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Capture (store-backed) and evaluate."""
+    from amygdala.corpus._model import Corpus
+    from amygdala.diagnose._evaluate import evaluate
+    from amygdala.store._store import write_atomic
+    from amygdala.vectors._train import TrainConfig, capture_corpus, open_session
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}",
+              file=sys.stderr)
+        return 2
+    corpus = Corpus.load(args.corpus)
+    if "unpaired" in methods and not corpus.stories:
+        methods.remove("unpaired")
+        print("no stories/ next to the corpus: skipping 'unpaired'", file=sys.stderr)
+    config = TrainConfig(model=args.model, backend=args.backend, store=args.store,
+                         batch_size=args.batch_size)
+    session = open_session(config)
+    layers = parse_layers(args.layers) or tuple(range(session.backend.dims.n_layers))
+    data, _ = capture_corpus(session, corpus, layers, batch_size=args.batch_size,
+                             progress=sys.stderr.isatty())
+    result = evaluate(data, corpus, methods=methods,
+                      normalisation=args.normalisation)
+    print(result.render())
+    if args.json is not None:
+        write_atomic(args.json, (json.dumps(result.to_json(), indent=2) + "\n").encode())
+    return 0

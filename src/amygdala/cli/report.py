@@ -1,0 +1,125 @@
+"""`amygdala report RUN_DIR`: show a run's quality triage, plot it, or compare two runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from amygdala.errors import CorpusError, VectorFileError
+
+if TYPE_CHECKING:
+    from amygdala.diagnose._quality import QualityReport
+
+NAME = "report"
+HELP = ("Show the quality triage of a run (its quality.json, computed if missing), "
+        "write plots, or compare two runs concept by concept.")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the report options to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                        help="a run directory written by `amygdala train --out`")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="show, concept by concept, which of two runs is cleaner "
+                        "(e.g. a paired and an unpaired run)")
+    parser.add_argument("--plot", metavar="DIR",
+                        help="write PNGs (cosine heatmap, accuracy by layer, alignments) "
+                        "into DIR; needs `pip install 'amygdala[plot]'`")
+    parser.add_argument("--recompute", action="store_true",
+                        help="recompute quality.json from the run's vectors and the "
+                        "activation store (loads the model; captures only what is missing)")
+    parser.add_argument("--json", action="store_true", help="print quality.json instead")
+
+
+def _evaluation_json(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "evaluation.json"
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"amygdala report: warning: ignoring unreadable {path}: {exc}", file=sys.stderr)
+        return None
+    return data
+
+
+def compute_for_run(run_dir: Path) -> QualityReport:
+    """Recompute a run's quality report from its vectors, corpus and the activation store."""
+    from amygdala._types import Pooling
+    from amygdala.corpus._model import Corpus
+    from amygdala.diagnose._evaluate import Evaluation
+    from amygdala.diagnose._quality import build_quality_report
+    from amygdala.vectors._set import SteeringVectorSet
+    from amygdala.vectors._train import TrainConfig, capture_corpus, open_session
+
+    vectors = SteeringVectorSet.load(run_dir)
+    try:
+        run = json.loads((run_dir / "run.json").read_text())
+        cfg, root = run["config"], run["corpus"]["root"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise VectorFileError(f"cannot read {run_dir / 'run.json'} ({exc}); recomputing the "
+                              "quality report needs the run's config and corpus") from exc
+    config = TrainConfig(model=cfg["model"], backend=cfg["backend"], method=cfg["method"],
+                         normalisation=cfg["normalisation"], layers=vectors.layers,
+                         pooling=Pooling.parse(cfg["pooling"]), store=cfg.get("store"),
+                         store_dtype=cfg.get("store_dtype", "float32"))
+    try:
+        corpus = Corpus.load(root)
+    except CorpusError as exc:
+        raise CorpusError(f"{exc} (run.json of {run_dir} records the corpus root {root!r}; "
+                          "run from the directory it is relative to)") from exc
+    expected = run["corpus"].get("hash")
+    if expected and corpus.content_hash != expected:
+        subset = corpus.select([c for c in vectors.concepts if c in corpus.concepts])
+        if subset.content_hash == expected:
+            corpus = subset
+        else:
+            print(f"amygdala report: warning: the corpus at {root} changed since the run; "
+                  "diagnostics use its current texts", file=sys.stderr)
+    session = open_session(config)
+    data, _ = capture_corpus(session, corpus, vectors.layers)
+    ev_json = _evaluation_json(run_dir)
+    evaluation = Evaluation.from_json(ev_json) if ev_json is not None else None
+    return build_quality_report(session, vectors, data, corpus, evaluation=evaluation)
+
+
+def load_or_compute(run_dir: Path, *, recompute: bool = False) -> QualityReport:
+    """The run's quality.json, computed (and saved) when missing or when asked."""
+    from amygdala.diagnose._quality import QUALITY_FILE, QualityReport
+
+    if not recompute and (run_dir / QUALITY_FILE).is_file():
+        return QualityReport.load(run_dir)
+    report = compute_for_run(run_dir)
+    report.save(run_dir)
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the triage (or the comparison); write plots when asked."""
+    from amygdala.diagnose._quality import QualityReport
+    from amygdala.diagnose._quality_render import render_comparison
+
+    if args.compare:
+        a, b = (Path(p) for p in args.compare)
+        ra, rb = QualityReport.load(a), QualityReport.load(b)
+        print(render_comparison(ra, rb, str(a), str(b)))
+        return 0
+    if not args.run_dir:
+        print("amygdala report: error: give RUN_DIR, or --compare RUN_A RUN_B",
+              file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir)
+    report = load_or_compute(run_dir, recompute=args.recompute)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print(report.render())
+    if args.plot:
+        from amygdala._plots import write_plots
+
+        for path in write_plots(report, args.plot, _evaluation_json(run_dir)):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0

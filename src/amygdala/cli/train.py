@@ -1,0 +1,91 @@
+"""`amygdala train CORPUS --out RUN_DIR`: the main job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from amygdala.cli._common import add_model_options, parse_layers
+from amygdala.store._store import write_atomic
+from amygdala.vectors._extract import METHODS, NORMALISATIONS
+
+NAME = "train"
+HELP = "train steering vectors on a corpus and report held-out accuracy (and quality)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments."""
+    parser.add_argument("corpus", type=Path, help="corpus root or paired/ directory")
+    parser.add_argument("--out", type=Path, required=True, help="run directory to write")
+    add_model_options(parser)
+    parser.add_argument("--method", default="paired", choices=METHODS)
+    parser.add_argument("--normalisation", default="standardise", choices=NORMALISATIONS)
+    parser.add_argument("--layers", default=None, help="'all' (default), '10-20' or '5,10,15'")
+    parser.add_argument("--float16", action="store_true", help="store activations as float16")
+    parser.add_argument("--quality-report", action="store_true",
+                        help="write quality.json and print the triage summary")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the leave-one-scenario-out evaluation")
+    parser.add_argument("--export-readout", action="store_true",
+                        help="also write readout.safetensors + readout.json")
+    parser.add_argument("--export-gguf", metavar="CONCEPT", action="append", default=[],
+                        help="also write a llama.cpp control vector for CONCEPT (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate, report."""
+    from amygdala._types import Pooling
+    from amygdala.corpus._model import Corpus
+    from amygdala.diagnose._evaluate import evaluate
+    from amygdala.vectors._train import TrainConfig, open_session, train
+
+    start = time.perf_counter()
+    corpus = Corpus.load(args.corpus)
+    config = TrainConfig(
+        model=args.model, backend=args.backend, method=args.method,
+        normalisation=args.normalisation, layers=parse_layers(args.layers), pooling=Pooling(),
+        batch_size=args.batch_size, store=args.store,
+        store_dtype="float16" if args.float16 else "float32",
+    )
+    print(f"corpus {corpus.root}: {len(corpus.scenarios)} scenarios, {len(corpus.stories)} "
+          f"stories, {len(corpus.neutral)} neutral texts, {len(corpus.concepts)} concepts")
+    session = open_session(config)
+    dims = session.backend.dims
+    print(f"model {session.loaded.model_id} ({session.loaded.fingerprint}): {dims.n_layers} "
+          f"layers, d_model {dims.d_model}; backend {config.backend}; store {session.store.path}")
+    result = train(corpus, config=config, out=args.out, session=session,
+                   progress=not args.quiet and sys.stderr.isatty())
+    vectors = result.vectors
+    print(f"captured {result.captured} new texts; {len(vectors.concepts)} concepts x "
+          f"{len(vectors.layers)} layers, method {vectors.method} ({vectors.normalisation}); "
+          f"wrote {args.out}/vectors.safetensors")
+    evaluation = None
+    if not args.no_eval and vectors.method != "unpaired":
+        evaluation = evaluate(result.data, corpus, methods=[config.method],
+                              normalisation=config.normalisation)
+        write_atomic(args.out / "evaluation.json",
+                     (json.dumps(evaluation.to_json(), indent=2) + "\n").encode())
+        layer, acc = evaluation.best_layer(config.method)
+        print(f"held-out accuracy (leave one scenario out, {evaluation.n_items} variants): "
+              f"best layer {layer}: {acc:.3f}  |  bag-of-words {evaluation.bag_of_words:.3f}  "
+              f"|  chance {evaluation.chance:.3f}")
+    for concept in args.export_gguf:
+        path = vectors.export_gguf(args.out / f"{concept}.gguf", concept)
+        print(f"wrote {path}")
+    if args.export_readout:
+        vectors.export_readout(args.out)
+        print(f"wrote {args.out}/readout.safetensors")
+    if args.quality_report:
+        from amygdala.diagnose._quality import build_quality_report
+
+        report = build_quality_report(session, vectors, result.data, corpus,
+                                      evaluation=evaluation)
+        report.save(args.out)
+        print()
+        print(report.render())
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,0 +1,417 @@
+"""The emotional corpus on disk: paired scenarios, unpaired stories and neutral texts.
+
+Layout (see ``docs/corpus.md``)::
+
+    <root>/paired/<scenario>/baseline.txt      the event told neutrally
+    <root>/paired/<scenario>/<concept>.txt     the same event lived under one concept
+    <root>/paired/<scenario>/anchors.txt       names and key nouns every file must share
+    <root>/stories/<concept>/*.txt             unpaired texts, one concept each
+    <root>/neutral/*.txt                       texts with no emotional colouring
+    <root>/lexicon.json                        optional extra banned words per concept
+
+Text ids are always the canonical corpus-relative paths above (``paired/...``,
+``stories/...``, ``neutral/...``) whatever the directories are called on disk, so the
+content hash of a corpus does not depend on where it lives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, get_args
+
+import attrs
+
+from amygdala.errors import CorpusError, LintError, UnknownConceptError
+
+if TYPE_CHECKING:
+    from amygdala.corpus._lint import LintReport
+
+__all__ = [
+    "CANONICAL_COGNITIVE",
+    "CANONICAL_CONCEPTS",
+    "CANONICAL_EMOTIONS",
+    "Corpus",
+    "Role",
+    "Scenario",
+    "ScenarioDraft",
+    "Text",
+]
+
+CANONICAL_EMOTIONS: tuple[str, ...] = (
+    "angry", "sad", "joyful", "afraid", "disgusted", "surprised", "calm", "anxious", "tender",
+    "ashamed", "proud", "relieved", "bored", "curious", "nostalgic", "hopeful", "frustrated",
+    "lonely", "awed", "grateful",
+)  # fmt: skip
+CANONICAL_COGNITIVE: tuple[str, ...] = ("onto_something", "stuck", "in_flow", "determined")
+CANONICAL_CONCEPTS: tuple[str, ...] = CANONICAL_EMOTIONS + CANONICAL_COGNITIVE
+
+Role = Literal["baseline", "variant", "story", "neutral"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+MAX_FILE_BYTES = 1 << 20
+IGNORED_FILES = frozenset({"README.md"})
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""`` if none is close."""
+    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_id(_: object, __: attrs.Attribute[str], value: str) -> None:
+    pure = PurePosixPath(value)
+    if not value or "\\" in value or pure.is_absolute() or ".." in pure.parts:
+        raise CorpusError(
+            f"text id must be a corpus-relative posix path like 'paired/the_doorway/afraid.txt'"
+            f", got {value!r}"
+        )
+
+
+def _check_text(instance: Text, _: attrs.Attribute[str], value: str) -> None:
+    if not value.strip():
+        raise CorpusError(
+            f"text {instance.id!r} is empty or only whitespace; expected a passage of prose. "
+            "Fix: write the text or remove the file."
+        )
+
+
+def _check_role(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in ROLES:
+        raise CorpusError(f"unknown text role {value!r}; expected one of {', '.join(ROLES)}")
+
+
+@attrs.frozen(kw_only=True)
+class Text:
+    """One text of a corpus, with where it sits.
+
+    Attributes:
+        id: the canonical corpus-relative posix path, e.g. ``paired/the_doorway/afraid.txt``.
+        text: the text, surrounding whitespace stripped and line endings normalised to ``\\n``.
+        role: ``baseline`` or ``variant`` (paired), ``story`` or ``neutral``.
+        concept: the concept a variant or story expresses; ``None`` for baselines and neutral.
+        scenario: the scenario slug of a baseline or variant; ``None`` otherwise.
+
+    >>> t = Text(id="paired/the_walk/afraid.txt", text="Mo kept to the lit side.",
+    ...          role="variant", concept="afraid", scenario="the_walk")
+    >>> len(t.sha256)
+    64
+    """
+
+    id: str = attrs.field(validator=_check_id)
+    text: str = attrs.field(validator=_check_text)
+    role: Role = attrs.field(validator=_check_role)
+    concept: str | None = None
+    scenario: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        needs_concept = self.role in ("variant", "story")
+        needs_scenario = self.role in ("baseline", "variant")
+        if needs_concept != (self.concept is not None):
+            want = "a concept" if needs_concept else "concept=None"
+            raise CorpusError(
+                f"text {self.id!r} has role {self.role!r}, which needs {want}; "
+                f"got concept={self.concept!r}"
+            )
+        if needs_scenario != (self.scenario is not None):
+            want = "a scenario slug" if needs_scenario else "scenario=None"
+            raise CorpusError(
+                f"text {self.id!r} has role {self.role!r}, which needs {want}; "
+                f"got scenario={self.scenario!r}"
+            )
+
+    @property
+    def sha256(self) -> str:
+        """The hex SHA-256 of the UTF-8 encoded text."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def _sorted_variants(variants: Mapping[str, Text]) -> Mapping[str, Text]:
+    return MappingProxyType(dict(sorted(variants.items())))
+
+
+def _anchor_tuple(anchors: Iterable[str]) -> tuple[str, ...]:
+    return tuple(anchors)
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    """One paired scenario: a neutral baseline and the same event under several concepts.
+
+    Attributes:
+        slug: the scenario's directory name.
+        baseline: the neutral telling.
+        variants: concept to variant text, sorted by concept.
+        anchors: names and key nouns every file of the scenario shares (``anchors.txt``).
+
+    Raises:
+        CorpusError: the texts do not belong to this scenario or have the wrong roles.
+
+    >>> base = Text(id="paired/w/baseline.txt", text="Mo walked home.", role="baseline",
+    ...             scenario="w")
+    >>> sad = Text(id="paired/w/sad.txt", text="Mo walked home slowly.", role="variant",
+    ...            concept="sad", scenario="w")
+    >>> Scenario(slug="w", baseline=base, variants={"sad": sad}).concepts
+    ('sad',)
+    """
+
+    slug: str
+    baseline: Text
+    variants: Mapping[str, Text] = attrs.field(converter=_sorted_variants)
+    anchors: tuple[str, ...] = attrs.field(default=(), converter=_anchor_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.slug or "/" in self.slug:
+            raise CorpusError(f"scenario slug must be a directory name, got {self.slug!r}")
+        if self.baseline.role != "baseline" or self.baseline.scenario != self.slug:
+            raise CorpusError(
+                f"scenario {self.slug!r}: baseline must be a role='baseline' text of "
+                f"scenario {self.slug!r}, got role={self.baseline.role!r} "
+                f"scenario={self.baseline.scenario!r}"
+            )
+        if not self.variants:
+            raise CorpusError(
+                f"scenario {self.slug!r} has no variants; expected at least one "
+                f"<concept>.txt next to baseline.txt. Fix: add a variant or remove the scenario."
+            )
+        for concept, text in self.variants.items():
+            if text.role != "variant" or text.concept != concept or text.scenario != self.slug:
+                raise CorpusError(
+                    f"scenario {self.slug!r}: variants[{concept!r}] must be a role='variant' "
+                    f"text with concept={concept!r} and scenario={self.slug!r}, got "
+                    f"role={text.role!r} concept={text.concept!r} scenario={text.scenario!r}"
+                )
+
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        """The concepts this scenario carries, sorted."""
+        return tuple(self.variants)
+
+
+def _to_path(path: str | Path) -> Path:
+    return Path(path)
+
+
+def _by_slug(scenarios: Iterable[Scenario]) -> tuple[Scenario, ...]:
+    return tuple(sorted(scenarios, key=lambda s: s.slug))
+
+
+def _by_id(texts: Iterable[Text]) -> tuple[Text, ...]:
+    return tuple(sorted(texts, key=lambda t: t.id))
+
+
+def _check_corpus(instance: Corpus) -> None:
+    slugs = [s.slug for s in instance.scenarios]
+    if len(set(slugs)) != len(slugs):
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        raise CorpusError(f"scenario slugs must be unique; repeated: {', '.join(dupes)}")
+    for text in instance.stories:
+        if text.role != "story":
+            raise CorpusError(f"stories must have role='story', got {text.role!r} ({text.id})")
+    for text in instance.neutral:
+        if text.role != "neutral":
+            raise CorpusError(f"neutral texts must have role='neutral', got {text.role!r} "
+                              f"({text.id})")
+    ids = [t.id for t in instance.texts]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise CorpusError(f"text ids must be unique; repeated: {', '.join(dupes)}")
+
+
+@attrs.frozen(kw_only=True)
+class Corpus:
+    """Paired scenarios, unpaired stories and neutral texts, as loaded from disk.
+
+    Attributes:
+        root: the corpus root (the directory holding ``paired/``).
+        scenarios: the paired scenarios, sorted by slug.
+        stories: unpaired stories, sorted by id.
+        neutral: neutral texts, sorted by id.
+
+    Raises:
+        CorpusError: repeated scenario slugs or text ids, or texts with the wrong role.
+    """
+
+    root: Path = attrs.field(converter=_to_path)
+    scenarios: tuple[Scenario, ...] = attrs.field(converter=_by_slug)
+    stories: tuple[Text, ...] = attrs.field(default=(), converter=_by_id)
+    neutral: tuple[Text, ...] = attrs.field(default=(), converter=_by_id)
+
+    def __attrs_post_init__(self) -> None:
+        _check_corpus(self)
+
+    @property
+    def paired_concepts(self) -> tuple[str, ...]:
+        """Concepts carried by at least one scenario, sorted."""
+        return tuple(sorted({c for s in self.scenarios for c in s.variants}))
+
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        """Concepts present in scenarios or stories, sorted."""
+        story = {t.concept for t in self.stories if t.concept is not None}
+        return tuple(sorted(set(self.paired_concepts) | story))
+
+    @property
+    def texts(self) -> tuple[Text, ...]:
+        """Every text: scenarios by slug (baseline, then variants), stories, neutral."""
+        paired = [t for s in self.scenarios for t in (s.baseline, *s.variants.values())]
+        return (*paired, *self.stories, *self.neutral)
+
+    @property
+    def content_hash(self) -> str:
+        """A hex SHA-256 over the sorted (id, text sha256) pairs of every text."""
+        digest = hashlib.sha256()
+        for text_id, sha in sorted((t.id, t.sha256) for t in self.texts):
+            digest.update(f"{text_id}\0{sha}\n".encode())
+        return digest.hexdigest()
+
+    def _require(self, concept: str) -> None:
+        if concept not in self.concepts:
+            raise UnknownConceptError(
+                f"concept {concept!r} is not in this corpus{did_you_mean(concept, self.concepts)}"
+                f"; expected one of: {', '.join(self.concepts)}"
+            )
+
+    def scenarios_with(self, concept: str) -> tuple[Scenario, ...]:
+        """Return the scenarios that carry ``concept`` (possibly none, for a story-only one).
+
+        Raises:
+            UnknownConceptError: the concept is in neither the scenarios nor the stories.
+        """
+        self._require(concept)
+        return tuple(s for s in self.scenarios if concept in s.variants)
+
+    def stories_for(self, concept: str) -> tuple[Text, ...]:
+        """Return the stories of ``concept`` (possibly none, for a paired-only one).
+
+        Raises:
+            UnknownConceptError: the concept is in neither the scenarios nor the stories.
+        """
+        self._require(concept)
+        return tuple(t for t in self.stories if t.concept == concept)
+
+    def select(self, concepts: Iterable[str]) -> Corpus:
+        """Keep only ``concepts``: variants and stories of others go; neutral texts stay.
+
+        Scenarios left without variants are dropped.
+
+        Raises:
+            UnknownConceptError: a requested concept is not in the corpus.
+        """
+        wanted = set(concepts)
+        for concept in sorted(wanted):
+            self._require(concept)
+        scenarios = [
+            attrs.evolve(s, variants={c: t for c, t in s.variants.items() if c in wanted})
+            for s in self.scenarios
+            if wanted & set(s.variants)
+        ]
+        stories = [t for t in self.stories if t.concept in wanted]
+        return attrs.evolve(self, scenarios=scenarios, stories=stories)
+
+    def lint(
+        self, lexicon: Mapping[str, Iterable[str]] | None = None, *, strict: bool = False
+    ) -> LintReport:
+        """Check the loaded texts against the corpus style rules (see ``docs/corpus.md``).
+
+        Args:
+            lexicon: extra banned words per concept, added to the built-in lexicon and to
+                the root's ``lexicon.json``.
+            strict: raise `LintError` when the report has errors.
+
+        Returns:
+            The lint report (structural checks already passed when the corpus loaded).
+
+        Raises:
+            LintError: ``strict`` is set and the report has errors.
+        """
+        from amygdala.corpus._lint import check_scenarios
+
+        drafts = [
+            ScenarioDraft(slug=s.slug, baseline=s.baseline, variants=s.variants,
+                          anchors=s.anchors, has_anchors_file=bool(s.anchors))
+            for s in self.scenarios
+        ]
+        report = check_scenarios(
+            root=self.root, scenarios=drafts, stories=self.stories, neutral=self.neutral,
+            lexicon=lexicon,
+        )
+        if strict and report.errors:
+            raise LintError(
+                f"corpus at {self.root} has {len(report.errors)} lint errors; expected none. "
+                f"First: {report.errors[0].path}: {report.errors[0].message}. Fix: run "
+                f"`amygdala lint {self.root}` for the full list."
+            )
+        return report
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        stories: str | Path | None = None,
+        neutral: str | Path | None = None,
+    ) -> Corpus:
+        """Load a corpus from disk, refusing one with structural problems.
+
+        ``path`` is either a corpus root (holding ``paired/`` and optionally ``stories/``
+        and ``neutral/``) or a paired directory itself (holding one folder per scenario).
+        In the second case the root is its parent, and sibling ``stories/`` and
+        ``neutral/`` directories next to it are used when they exist.
+
+        Args:
+            path: a corpus root or a paired directory.
+            stories: a stories directory to use instead of the default one.
+            neutral: a neutral directory to use instead of the default one.
+
+        Returns:
+            The corpus. Stray files and style problems do not stop loading: see `lint`.
+
+        Raises:
+            CorpusError: the path is missing or not a directory, there are no scenarios, a
+                scenario has no baseline or no variants, or a file is empty, not UTF-8 or
+                over 1 MiB. The message names the first problem and how many others exist.
+
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> scenario = root / "paired" / "the_walk"
+        >>> scenario.mkdir(parents=True)
+        >>> _ = (scenario / "baseline.txt").write_text("Mo walked home at six.\\n")
+        >>> _ = (scenario / "sad.txt").write_text("Mo walked home slowly at six.\\n")
+        >>> corpus = Corpus.load(root)
+        >>> [s.slug for s in corpus.scenarios], corpus.concepts
+        (['the_walk'], ('sad',))
+        """
+        from amygdala.corpus._lint import scan
+
+        result = scan(path, stories=stories, neutral=neutral)
+        errors = [f for f in result.findings if f.severity == "error"]
+        if errors:
+            first, n_more = errors[0], len(errors) - 1
+            more = f" ({n_more} more {'error' if n_more == 1 else 'errors'}.)" if n_more else ""
+            raise CorpusError(
+                f"cannot load corpus {path}: {first.path}: {first.message}{more} "
+                f"Run `amygdala lint {path}` for the full list."
+            )
+        scenarios = [
+            Scenario(slug=d.slug, baseline=d.baseline, variants=d.variants, anchors=d.anchors)
+            for d in result.scenarios
+            if d.baseline is not None
+        ]
+        return cls(root=result.root, scenarios=scenarios, stories=result.stories,
+                   neutral=result.neutral)
+
+
+@attrs.frozen(kw_only=True)
+class ScenarioDraft:
+    """A scenario as found on disk, before validation (the baseline may be missing)."""
+
+    slug: str
+    baseline: Text | None
+    variants: Mapping[str, Text] = attrs.field(converter=_sorted_variants)
+    anchors: tuple[str, ...] = attrs.field(default=(), converter=_anchor_tuple)
+    has_anchors_file: bool = True
+

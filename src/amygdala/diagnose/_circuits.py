@@ -1,0 +1,541 @@
+"""Circuits: the MLP neurons and attention heads that write a concept at a read site.
+
+After Wang et al. 2025 (arXiv 2510.11328). The read site is ``resid_post`` at one
+layer ``L``; the *projection* of a text pair is ``reader . (pooled(variant) -
+pooled(baseline))`` with the concept's raw-space reader (`SteeringVectorSet.readers`).
+
+- Neurons at every layer ``l <= L`` are scored by their direct contribution:
+  (paired mean of the pooled activation) x (W_down column . reader). Pooled
+  activations are means over tokens, so this is exact for the direct path.
+- Heads at every layer ``l <= L`` are scored by ablation: zero (or mean-replace)
+  one head's output and measure the fall of the paired projection at ``L``. One
+  batched forward pass tries a different head on every row (`Ablation.rows`), and
+  passes stop at the read layer. Their direct-path score is recorded too.
+
+`find_circuit` returns a `Circuit`; `amygdala.diagnose._circuit_experiments` ablates and
+enhances it against random controls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, final, get_args
+
+import attrs
+import numpy as np
+import torch
+
+from amygdala._types import Pooling, Site
+from amygdala.backends._hooked import HookedBackend, pool
+from amygdala.backends._registry import Ablation, Backend
+from amygdala.corpus._model import Corpus
+from amygdala.errors import (
+    BackendError,
+    CircuitFileError,
+    UnknownConceptError,
+    UnknownSiteError,
+)
+from amygdala.store._store import ActivationStore, write_atomic
+from amygdala.vectors._set import SteeringVectorSet
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Circuit",
+    "CircuitFileError",
+    "HeadMethod",
+    "HeadScore",
+    "NeuronScore",
+    "circuit_from_pairs",
+    "find_circuit",
+    "overlap_matrix",
+    "paired_texts",
+    "readout",
+]
+
+FORMAT_VERSION = 1
+HeadMethod = Literal["ablation", "direct"]
+HEAD_METHODS: tuple[HeadMethod, ...] = get_args(HeadMethod)
+_POOLING = Pooling()
+RankBy = Literal["zero", "mean"]
+
+
+class _StopForwardError(Exception):
+    """Raised by a hook at the read site: later layers are not needed."""
+
+
+@attrs.frozen(kw_only=True)
+class NeuronScore:
+    """One MLP neuron and its direct-path contribution to the concept projection."""
+
+    layer: int
+    index: int
+    score: float
+
+
+@attrs.frozen(kw_only=True)
+class HeadScore:
+    """One attention head: its ranking score and every measurement behind it.
+
+    Attributes:
+        score: the score it was ranked by (see ``Circuit.params["rank_heads_by"]``).
+        direct: direct-path contribution (pooled head output . W_O . reader).
+        zero: fall of the projection when the head's output is zeroed (None if not measured).
+        mean: fall when it is replaced by its mean over the texts (None if not measured).
+    """
+
+    layer: int
+    index: int
+    score: float
+    direct: float
+    zero: float | None = None
+    mean: float | None = None
+
+
+def _by_layer(items: Iterable[NeuronScore | HeadScore]) -> dict[int, tuple[int, ...]]:
+    out: dict[int, list[int]] = {}
+    for item in items:
+        out.setdefault(item.layer, []).append(item.index)
+    return {layer: tuple(sorted(idx)) for layer, idx in sorted(out.items())}
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Circuit:
+    """The neurons and heads that carry one concept to one read site.
+
+    Attributes:
+        concept: the concept.
+        layer: the read layer (its ``resid_post``).
+        neurons: the highest-scoring neurons, ranked (score descending); as many as
+            ``params["keep_neurons"]``.
+        heads: every scored head, ranked.
+        size_neurons: how many of the top neurons make up "the" circuit (default ``k``).
+        size_heads: how many of the top heads make up the circuit.
+        clean_projection: mean paired projection at the read site without ablation.
+        model_id: the model; ``fingerprint``: its weights' fingerprint.
+        params: everything that chose the sets (pooling, head method, texts...).
+    """
+
+    concept: str
+    layer: int
+    neurons: tuple[NeuronScore, ...] = attrs.field()
+    heads: tuple[HeadScore, ...] = attrs.field()
+    size_neurons: int = attrs.field(validator=attrs.validators.ge(0))
+    size_heads: int = attrs.field(validator=attrs.validators.ge(0))
+    clean_projection: float
+    model_id: str = ""
+    fingerprint: str = ""
+    params: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+
+    def top_neurons(self, k: int | None = None) -> tuple[NeuronScore, ...]:
+        """The ``k`` best neurons (default: the circuit's own size)."""
+        return self.neurons[: self.size_neurons if k is None else _check_k(k, "k_neurons")]
+
+    def top_heads(self, k: int | None = None) -> tuple[HeadScore, ...]:
+        """The ``k`` best heads (default: the circuit's own size)."""
+        return self.heads[: self.size_heads if k is None else _check_k(k, "k_heads")]
+
+    def neuron_sets(self, k: int | None = None) -> dict[int, tuple[int, ...]]:
+        """``{layer: neuron indices}`` of the top ``k`` neurons."""
+        return _by_layer(self.top_neurons(k))
+
+    def head_sets(self, k: int | None = None) -> dict[int, tuple[int, ...]]:
+        """``{layer: head indices}`` of the top ``k`` heads."""
+        return _by_layer(self.top_heads(k))
+
+    def ablations(
+        self, *, mode: Literal["zero", "scale"] = "scale", factor: float,
+        k_neurons: int | None = None, k_heads: int | None = None,
+    ) -> list[Ablation]:
+        """Ablations that zero or scale the circuit's top components (one per layer and kind).
+
+        Args:
+            mode: ``scale`` multiplies activations by ``factor``; ``zero`` removes them.
+            factor: the scale factor (ignored by ``zero``).
+            k_neurons: how many top neurons (default: ``size_neurons``; 0 for none).
+            k_heads: how many top heads (default: ``size_heads``; 0 for none).
+
+        >>> c = Circuit(concept="a", layer=2, neurons=(NeuronScore(layer=1, index=4, score=1.0),),
+        ...             heads=(), size_neurons=1, size_heads=0, clean_projection=1.0)
+        >>> only = c.ablations(factor=2.0)[0]
+        >>> only.layer, only.indices, only.factor
+        (1, (4,), 2.0)
+        """
+        if mode not in ("zero", "scale"):
+            raise ValueError(f"mode must be 'zero' or 'scale', got {mode!r}; mean ablation "
+                             "needs means: build `Ablation(mode='mean', means=...)` yourself")
+        if not math.isfinite(factor):
+            raise ValueError(f"factor must be finite, got {factor}")
+        out = [Ablation(layer=layer, component="neurons", indices=idx, mode=mode,
+                        factor=float(factor))
+               for layer, idx in self.neuron_sets(k_neurons).items()]
+        out += [Ablation(layer=layer, component="heads", indices=idx, mode=mode,
+                         factor=float(factor))
+                for layer, idx in self.head_sets(k_heads).items()]
+        return out
+
+    # ----- files -----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (`from_json` inverts it exactly)."""
+        return {
+            "format_version": FORMAT_VERSION, "concept": self.concept, "layer": self.layer,
+            "model_id": self.model_id, "fingerprint": self.fingerprint,
+            "size_neurons": self.size_neurons, "size_heads": self.size_heads,
+            "clean_projection": self.clean_projection, "params": dict(self.params),
+            "neurons": [[n.layer, n.index, n.score] for n in self.neurons],
+            "heads": [attrs.asdict(h) for h in self.heads],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Circuit:
+        """Rebuild a circuit from `to_json` output.
+
+        Raises:
+            CircuitFileError: wrong format version or missing fields.
+        """
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CircuitFileError(
+                f"circuit has format_version {data.get('format_version')}, this amygdala reads "
+                f"{FORMAT_VERSION}; upgrade amygdala or rerun `amygdala circuits`")
+        try:
+            return cls(
+                concept=data["concept"], layer=int(data["layer"]),
+                neurons=tuple(NeuronScore(layer=int(a), index=int(b), score=float(c))
+                              for a, b, c in data["neurons"]),
+                heads=tuple(HeadScore(**h) for h in data["heads"]),
+                size_neurons=int(data["size_neurons"]), size_heads=int(data["size_heads"]),
+                clean_projection=float(data["clean_projection"]),
+                model_id=data.get("model_id", ""), fingerprint=data.get("fingerprint", ""),
+                params=data.get("params", {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CircuitFileError(f"malformed circuit: {exc}") from exc
+
+    def save(self, path: Path | str, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the circuit (plus ``extra`` top-level fields, e.g. experiments) atomically."""
+        target = Path(path)
+        record = {**self.to_json(), **(dict(extra) if extra else {})}
+        write_atomic(target, (json.dumps(record, indent=1) + "\n").encode())
+        return target
+
+    @classmethod
+    def load(cls, path: Path | str) -> Circuit:
+        """Read a circuit written by `save` (extra fields are ignored).
+
+        Raises:
+            CircuitFileError: the file is missing or malformed.
+        """
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CircuitFileError(
+                f"cannot read circuit {source}: {exc}; create it with `amygdala circuits`"
+            ) from exc
+        return cls.from_json(data)
+
+
+def _check_k(k: int, name: str) -> int:
+    if k < 0:
+        raise ValueError(f"{name} must be >= 0, got {k}")
+    return k
+
+
+def overlap_matrix(
+    circuits: Sequence[Circuit], *, component: Literal["neurons", "heads"] = "neurons",
+    k: int | None = None,
+) -> np.ndarray:
+    """``[C, C]`` Jaccard overlap of the circuits' top-``k`` component sets.
+
+    Two empty sets overlap 1.0 by convention (the diagonal stays 1).
+
+    >>> a = Circuit(concept="a", layer=1, neurons=tuple(NeuronScore(layer=0, index=i, score=1.0)
+    ...             for i in (1, 2)), heads=(), size_neurons=2, size_heads=0,
+    ...             clean_projection=1.0)
+    >>> b = attrs.evolve(a, concept="b", neurons=tuple(NeuronScore(layer=0, index=i, score=1.0)
+    ...                  for i in (2, 3)))
+    >>> overlap_matrix([a, b]).round(3).tolist()
+    [[1.0, 0.333], [0.333, 1.0]]
+    """
+    sets = [{(x.layer, x.index)
+             for x in (c.top_neurons(k) if component == "neurons" else c.top_heads(k))}
+            for c in circuits]
+    out = np.ones((len(sets), len(sets)))
+    for i, a in enumerate(sets):
+        for j, b in enumerate(sets):
+            union = len(a | b)
+            out[i, j] = len(a & b) / union if union else 1.0
+    return out
+
+
+# ----- forward passes ------------------------------------------------------------------
+
+def readout(
+    backend: Backend, texts: Sequence[str], configs: Sequence[Sequence[Ablation]],
+    jobs: Sequence[tuple[int, int]], *, layer: int, pooling: Pooling = _POOLING,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Pooled ``resid_post`` at ``layer`` for each job (text index, config index).
+
+    Jobs are packed into batches of ``batch_size`` rows whatever their config:
+    each config's ablations are restricted (`Ablation.rows`) to the rows that use
+    it, so one forward pass can try many ablations. Passes stop at ``layer``.
+
+    Returns:
+        ``[len(jobs), d_model]`` float64.
+
+    Raises:
+        BackendError: the backend is not hook-based (both built-in ones are).
+    """
+    if not isinstance(backend, HookedBackend):
+        raise BackendError(
+            f"circuits need a hook-based backend (torch or transformer_lens), got "
+            f"{type(backend).__name__}")
+    site = Site(layer=layer)
+    backend.dims.check(site)
+    tok: Any = backend.tokenizer
+    encoded = {i: tok(texts[i], add_special_tokens=True)["input_ids"] for i, _ in jobs}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    order = sorted(range(len(jobs)), key=lambda j: len(encoded[jobs[j][0]]))
+    out = np.empty((len(jobs), backend.dims.d_model))
+    for begin in range(0, len(order), batch_size):
+        chunk = order[begin:begin + batch_size]
+        width = max(len(encoded[jobs[j][0]]) for j in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        rows: dict[int, list[int]] = {}
+        for row, j in enumerate(chunk):
+            ids = encoded[jobs[j][0]]
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+            rows.setdefault(jobs[j][1], []).append(row)
+        ablations = [attrs.evolve(a, rows=tuple(r)) for c, r in rows.items() for a in configs[c]]
+        seen: list[torch.Tensor] = []
+
+        def stop(acts: torch.Tensor, seen: list[torch.Tensor] = seen) -> None:
+            seen.append(acts.detach())
+            raise _StopForwardError
+
+        with backend.ablating(ablations), backend._hooks([(site, stop)]), \
+                contextlib.suppress(_StopForwardError):
+            backend._forward(input_ids, mask)
+        pooled = pool(seen[0].float().cpu(), mask, pooling).double().numpy()
+        out[chunk] = pooled
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class _Pairs:
+    texts: tuple[str, ...]
+    variant: np.ndarray  # index into texts, per pair
+    baseline: np.ndarray
+
+
+def _index_pairs(pairs: Sequence[tuple[str, str]]) -> _Pairs:
+    texts: dict[str, int] = {}
+    for v, b in pairs:
+        texts.setdefault(v, len(texts))
+        texts.setdefault(b, len(texts))
+    return _Pairs(texts=tuple(texts), variant=np.array([texts[v] for v, _ in pairs]),
+                  baseline=np.array([texts[b] for _, b in pairs]))
+
+
+def _pooled(backend: Backend, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
+            store: ActivationStore | None, batch_size: int) -> dict[Site, np.ndarray]:
+    if store is not None:
+        store.ensure(backend, texts, sites, batch_size=batch_size)
+        acts = store.load(texts, sites)
+        return {s: acts[s].astype(np.float64) for s in sites}
+    captured = backend.capture(texts, sites, pooling, batch_size=batch_size)
+    return {s: v.double().numpy() for s, v in captured.items()}
+
+
+def paired_texts(corpus: Corpus, concept: str, *,
+                 max_scenarios: int | None = None) -> list[tuple[str, str]]:
+    """(variant, baseline) texts of ``concept`` in corpus order, first ``max_scenarios``.
+
+    Raises:
+        UnknownConceptError: no scenario carries the concept.
+    """
+    scenarios = corpus.scenarios_with(concept)
+    if not scenarios:
+        raise UnknownConceptError(
+            f"no scenario carries {concept!r}; paired concepts: "
+            f"{', '.join(corpus.paired_concepts)}")
+    chosen = scenarios if max_scenarios is None else scenarios[:max_scenarios]
+    return [(s.variants[concept].text, s.baseline.text) for s in chosen]
+
+
+def circuit_from_pairs(
+    backend: Backend, *, concept: str, pairs: Sequence[tuple[str, str]], reader: np.ndarray,
+    layer: int, head_method: HeadMethod = "ablation", rank_heads_by: RankBy = "mean",
+    head_layers: Sequence[int] | None = None, size_neurons: int = 50, size_heads: int = 5,
+    keep_neurons: int = 1000, pooling: Pooling = _POOLING, store: ActivationStore | None = None,
+    batch_size: int = 16,
+) -> Circuit:
+    """Score neurons and heads of layers ``<= layer`` for one concept's text pairs.
+
+    Args:
+        backend: the model.
+        concept: the concept's name (recorded).
+        pairs: (variant text, baseline text) per scenario.
+        reader: ``[d_model]`` raw-space reading weights at ``layer``.
+        layer: the read layer (its ``resid_post``).
+        head_method: ``ablation`` measures each head by ablation (zero and mean; one
+            forward pass per head and text, batched); ``direct`` scores the direct path
+            only (no extra passes; misses effects through later layers).
+        rank_heads_by: which ablation ranks heads: ``mean`` (default) or ``zero``.
+            Zeroing some early heads (layer 1 of SmolLM2) wrecks every text, not the
+            concept: they top a zero-ablation ranking although mean-replacing them
+            does nothing and scaling them up lowers the projection (docs/circuits.md).
+        head_layers: layers whose heads are scored (default: all ``<= layer``).
+        size_neurons: neurons in the circuit proper; ``size_heads``: heads.
+        keep_neurons: how many ranked neurons the circuit keeps (for larger k).
+        pooling: token pooling (the store's, when a store is given).
+        store: activation store for the neuron/head captures (reruns are free).
+        batch_size: rows per forward pass.
+
+    Returns:
+        A `Circuit`.
+
+    Raises:
+        UnknownSiteError: ``layer`` or a head layer is outside the model.
+        ValueError: bad method, reader shape or no pairs.
+    """
+    start = time.perf_counter()
+    dims = backend.dims
+    dims.check(Site(layer=layer))
+    if head_method not in HEAD_METHODS:
+        raise ValueError(f"head_method must be one of {HEAD_METHODS}, got {head_method!r}")
+    if rank_heads_by not in ("zero", "mean"):
+        raise ValueError(f"rank_heads_by must be 'zero' or 'mean', got {rank_heads_by!r}")
+    if not pairs:
+        raise ValueError(f"no text pairs for {concept!r}; the circuit needs at least one")
+    u = np.asarray(reader, dtype=np.float64)
+    if u.shape != (dims.d_model,):
+        raise ValueError(f"reader must have shape ({dims.d_model},), got {u.shape}")
+    layers = list(range(layer + 1))
+    hlayers = layers if head_layers is None else sorted(set(head_layers))
+    bad = [x for x in hlayers if not 0 <= x <= layer]
+    if bad:
+        raise UnknownSiteError(f"head layers {bad} are not in 0..{layer} (the read layer)")
+    if store is not None:
+        pooling = store.pooling
+    idx = _index_pairs(pairs)
+    neuron_sites = [Site(layer=x, point="mlp_neurons") for x in layers]
+    head_sites = [Site(layer=x, point="attn_heads") for x in hlayers]
+    acts = _pooled(backend, idx.texts, [Site(layer=layer), *neuron_sites, *head_sites],
+                   pooling, store, batch_size)
+    clean = acts[Site(layer=layer)] @ u
+    clean_projection = float((clean[idx.variant] - clean[idx.baseline]).mean())
+
+    neurons: list[NeuronScore] = []
+    for site in neuron_sites:
+        a = acts[site]
+        diff = (a[idx.variant] - a[idx.baseline]).mean(0)
+        w_u = backend.mlp_out_weights(site.layer).double().numpy() @ u
+        scores = diff * w_u
+        top = np.argsort(-scores)[:keep_neurons]
+        neurons += [NeuronScore(layer=site.layer, index=int(i), score=float(scores[i]))
+                    for i in top]
+    neurons.sort(key=lambda n: -n.score)
+    neurons = neurons[:keep_neurons]
+
+    direct: dict[tuple[int, int], float] = {}
+    means: dict[int, torch.Tensor] = {}
+    for site in head_sites:
+        z = acts[site].reshape(len(idx.texts), dims.n_heads, dims.d_head)
+        zdiff = (z[idx.variant] - z[idx.baseline]).mean(0)  # [heads, d_head]
+        w_u = backend.head_out_weights(site.layer).double().numpy() @ u  # [heads, d_head]
+        for h, value in enumerate((zdiff * w_u).sum(-1)):
+            direct[(site.layer, h)] = float(value)
+        means[site.layer] = torch.from_numpy(acts[site].mean(0)).float()
+    measured: dict[str, dict[tuple[int, int], float]] = {}
+    if head_method == "ablation":
+        measured = _head_sweep(backend, idx, u, list(direct), means, layer=layer,
+                               pooling=pooling, batch_size=batch_size)
+    heads = [HeadScore(layer=lh[0], index=lh[1],
+                       score=measured[rank_heads_by][lh] if measured else d, direct=d,
+                       zero=measured["zero"][lh] if measured else None,
+                       mean=measured["mean"][lh] if measured else None)
+             for lh, d in direct.items()]
+    heads.sort(key=lambda h: -h.score)
+    params = {
+        "pooling": pooling.key, "head_method": head_method,
+        "rank_heads_by": rank_heads_by if measured else "direct",
+        "head_layers": hlayers, "neuron_layers": layers, "keep_neurons": keep_neurons,
+        "n_pairs": len(pairs), "neuron_score": "paired pooled activation x (W_down . reader)",
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    loaded = getattr(backend, "loaded", None)
+    return Circuit(
+        concept=concept, layer=layer, neurons=tuple(neurons), heads=tuple(heads),
+        size_neurons=min(size_neurons, len(neurons)), size_heads=min(size_heads, len(heads)),
+        clean_projection=clean_projection,
+        model_id=str(getattr(loaded, "model_id", "")),
+        fingerprint=str(getattr(loaded, "fingerprint", "")), params=params,
+    )
+
+
+def paired_effect(projections: np.ndarray, idx_variant: np.ndarray,
+                  idx_baseline: np.ndarray) -> np.ndarray:
+    """Per-pair projection ``[..., pairs]`` from per-text projections ``[..., texts]``."""
+    return projections[..., idx_variant] - projections[..., idx_baseline]  # type: ignore[no-any-return]
+
+
+def _head_sweep(
+    backend: Backend, idx: _Pairs, u: np.ndarray, heads: list[tuple[int, int]],
+    means: dict[int, torch.Tensor], *, layer: int, pooling: Pooling, batch_size: int,
+) -> dict[str, dict[tuple[int, int], float]]:
+    """Fall of the paired projection when each head alone is zeroed / mean-replaced."""
+    configs: list[list[Ablation]] = [[]]
+    keys: list[tuple[str, tuple[int, int]]] = []
+    for mode in ("zero", "mean"):
+        for lh in heads:
+            configs.append([Ablation(layer=lh[0], component="heads", indices=(lh[1],),
+                                     mode=mode, means=means[lh[0]] if mode == "mean" else None)])
+            keys.append((mode, lh))
+    jobs = [(t, c) for c in range(len(configs)) for t in range(len(idx.texts))]
+    pooled = readout(backend, idx.texts, configs, jobs, layer=layer, pooling=pooling,
+                     batch_size=batch_size)
+    proj = (pooled @ u).reshape(len(configs), len(idx.texts))
+    paired = paired_effect(proj, idx.variant, idx.baseline).mean(-1)  # [configs]
+    out: dict[str, dict[tuple[int, int], float]] = {"zero": {}, "mean": {}}
+    for (mode, lh), value in zip(keys, paired[1:], strict=True):
+        out[mode][lh] = float(paired[0] - value)
+    return out
+
+
+def find_circuit(
+    backend: Backend, vectors: SteeringVectorSet, corpus: Corpus, concept: str, *,
+    layer: int, max_scenarios: int | None = None, store: ActivationStore | None = None,
+    **options: Any,
+) -> Circuit:
+    """Find the circuit of ``concept`` at ``resid_post`` of ``layer`` (see `circuit_from_pairs`).
+
+    Args:
+        backend: the model the vectors were trained on.
+        vectors: gives the reader (`SteeringVectorSet.readers`).
+        corpus: gives the paired texts of the concept.
+        concept: the concept.
+        layer: the read layer; must be one of ``vectors.layers``.
+        max_scenarios: use only the first scenarios (fewer forward passes).
+        store: activation store (``session.store``) so reruns capture nothing.
+        **options: passed to `circuit_from_pairs` (head_method, size_neurons, ...).
+
+    Raises:
+        UnknownConceptError, UnknownSiteError: concept or layer not in the vectors.
+    """
+    reader = vectors.readers(layer)[vectors.concept_index(concept)]
+    pairs = paired_texts(corpus, concept, max_scenarios=max_scenarios)
+    circuit = circuit_from_pairs(backend, concept=concept, pairs=pairs, reader=reader,
+                                 layer=layer, store=store, **options)
+    scenarios = [s.slug for s in corpus.scenarios_with(concept)][: len(pairs)]
+    return attrs.evolve(circuit, params={**circuit.params, "scenarios": scenarios,
+                                         "max_scenarios": max_scenarios,
+                                         "vectors_method": vectors.method})

@@ -1,0 +1,357 @@
+"""Readout: per-token concept scores at a layer, z-scored against neutral text.
+
+``score[t, c] = readers(layer)[c] . hidden[t]``; each concept's score is then
+z-scored with the mean and spread of that same score over the tokens of neutral
+texts (positions after the first ``skip``, whose huge norms would swamp the
+statistics). A z of 3 means "as high as the top ~0.1% of neutral tokens".
+
+Neutral statistics for every layer come from one pass over the corpus's neutral
+texts and are cached in ``RUN_DIR/readout_stats.json`` (keyed by the vectors'
+model fingerprint and corpus hash, so a retrained run recomputes them).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from amygdala._types import Site
+from amygdala.backends._registry import Backend, Generation
+from amygdala.errors import (
+    DimensionMismatchError,
+    MissingDependencyError,
+    NeutralTextsError,
+)
+from amygdala.store._store import write_atomic
+from amygdala.vectors._set import SteeringVectorSet
+
+__all__ = [
+    "STATS_FILE",
+    "NeutralTextsError",
+    "Readout",
+    "ReadoutStats",
+    "compute_stats",
+    "load_or_compute_stats",
+    "neutral_texts",
+    "read",
+    "read_generation",
+    "score_tokens",
+]
+
+STATS_FILE = "readout_stats.json"
+_STATS_FORMAT = 1
+# First positions excluded from neutral statistics (attention-sink tokens).
+_SKIP = 2
+
+
+def _strs(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(x) for x in items)
+
+
+@attrs.frozen(kw_only=True)
+class ReadoutStats:
+    """Per-layer, per-concept mean and spread of reader scores over neutral tokens.
+
+    Attributes:
+        concepts: concept order of the rows.
+        mean: ``{layer: [concepts]}``.
+        std: ``{layer: [concepts]}``.
+        n_tokens: neutral tokens the statistics came from.
+        key: identifies the vectors they belong to (fingerprint + corpus hash + method).
+    """
+
+    concepts: tuple[str, ...] = attrs.field(converter=_strs)
+    mean: dict[int, np.ndarray] = attrs.field(eq=False)
+    std: dict[int, np.ndarray] = attrs.field(eq=False)
+    n_tokens: int
+    key: str
+
+    def zscore(self, layer: int, scores: np.ndarray) -> np.ndarray:
+        """Z-score ``[tokens, concepts]`` raw scores at ``layer``."""
+        if layer not in self.mean:
+            raise DimensionMismatchError(
+                f"no neutral statistics at layer {layer}; have {sorted(self.mean)}")
+        return (scores - self.mean[layer]) / self.std[layer]  # type: ignore[no-any-return]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"format_version": _STATS_FORMAT, "key": self.key, "skip": _SKIP,
+                "concepts": list(self.concepts), "n_tokens": self.n_tokens,
+                "layers": {str(k): {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()}
+                           for k in sorted(self.mean)}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReadoutStats:
+        """Inverse of `to_json`."""
+        layers = data["layers"]
+        return cls(concepts=data["concepts"], n_tokens=int(data["n_tokens"]), key=data["key"],
+                   mean={int(k): np.asarray(v["mean"], np.float32) for k, v in layers.items()},
+                   std={int(k): np.asarray(v["std"], np.float32) for k, v in layers.items()})
+
+
+def _stats_key(vectors: SteeringVectorSet) -> str:
+    p = vectors.provenance
+    return (f"{p.get('model_fingerprint', '?')}:{p.get('corpus_hash', '?')}:"
+            f"{vectors.method}:{vectors.normalisation}:{','.join(vectors.concepts)}")
+
+
+def score_tokens(vectors: SteeringVectorSet, layer: int,
+                 hidden: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Raw reader scores ``[tokens, concepts]`` of hidden states ``[tokens, d_model]``."""
+    h = hidden.detach().float().cpu().numpy() if isinstance(hidden, torch.Tensor) else hidden
+    return np.asarray(h, np.float32) @ vectors.readers(layer).T  # type: ignore[no-any-return]
+
+
+def compute_stats(backend: Backend, vectors: SteeringVectorSet,
+                  texts: Sequence[str], *, batch_size: int = 8) -> ReadoutStats:
+    """Measure neutral statistics at every layer of ``vectors`` in one pass over ``texts``."""
+    sites = [Site(layer=layer) for layer in vectors.layers]
+    per_layer: dict[int, list[np.ndarray]] = {layer: [] for layer in vectors.layers}
+    n_tokens = 0
+    for begin in range(0, len(texts), batch_size):
+        captured = backend.capture_tokens(texts[begin:begin + batch_size], sites)
+        for item in captured:
+            n_tokens += max(0, len(item[sites[0]]) - _SKIP)
+            for site in sites:
+                acts = item[site][_SKIP:]
+                if len(acts):
+                    per_layer[site.layer].append(score_tokens(vectors, site.layer, acts))
+    if n_tokens < 2:
+        raise NeutralTextsError("neutral texts gave fewer than 2 tokens; add longer texts")
+    mean, std = {}, {}
+    for layer, chunks in per_layer.items():
+        scores = np.concatenate(chunks)
+        mean[layer] = scores.mean(axis=0).astype(np.float32)
+        std[layer] = np.maximum(scores.std(axis=0), 1e-6).astype(np.float32)
+    return ReadoutStats(concepts=vectors.concepts, mean=mean, std=std, n_tokens=n_tokens,
+                        key=_stats_key(vectors))
+
+
+def neutral_texts(vectors: SteeringVectorSet, corpus: Path | str | None = None) -> list[str]:
+    """The neutral texts of the run's corpus (baselines when it has no neutral texts).
+
+    Raises:
+        NeutralTextsError: the corpus cannot be found; pass ``corpus`` (``--corpus``).
+    """
+    from amygdala.corpus._model import Corpus
+    from amygdala.vectors._extract import reference_ids
+
+    root = Path(corpus) if corpus is not None else Path(
+        str(vectors.provenance.get("corpus_root", "")))
+    if not str(root) or not ((root / "paired").is_dir() or root.name == "paired"):
+        raise NeutralTextsError(
+            f"cannot find the run's corpus at {str(root)!r} to calibrate the readout; "
+            "pass the corpus root (holding paired/ and neutral/) with --corpus / corpus="
+        )
+    loaded = Corpus.load(root)
+    by_id = {t.id: t.text for t in loaded.texts}
+    return [by_id[i] for i in reference_ids(loaded)]
+
+
+def load_or_compute_stats(run_dir: Path | str, backend: Backend, vectors: SteeringVectorSet,
+                          *, corpus: Path | str | None = None) -> ReadoutStats:
+    """Read ``RUN_DIR/readout_stats.json`` if it matches ``vectors``; else compute and write it."""
+    path = Path(run_dir) / STATS_FILE
+    key = _stats_key(vectors)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format_version") == _STATS_FORMAT and data.get("key") == key:
+                stats = ReadoutStats.from_json(data)
+                if set(vectors.layers) <= set(stats.mean):
+                    return stats
+        except (json.JSONDecodeError, KeyError, ValueError):
+            pass  # stale or damaged: recompute below
+    stats = compute_stats(backend, vectors, neutral_texts(vectors, corpus))
+    write_atomic(path, (json.dumps(stats.to_json()) + "\n").encode())
+    return stats
+
+
+@attrs.frozen(kw_only=True)
+class Readout:
+    """Per-token concept scores of one text at one layer.
+
+    Attributes:
+        tokens: the token strings.
+        concepts: column order.
+        layer: the layer read.
+        z: ``[tokens, concepts]`` z-scores against neutral text.
+        start: index of the first token that belongs to the part of interest
+            (the first generated token for `read_generation`, else 0).
+    """
+
+    tokens: tuple[str, ...] = attrs.field(converter=_strs)
+    concepts: tuple[str, ...] = attrs.field(converter=_strs)
+    layer: int
+    z: np.ndarray = attrs.field(eq=False)
+    start: int = 0
+
+    def top(self, k: int = 3) -> list[list[tuple[str, float]]]:
+        """Per token, the ``k`` highest-scoring concepts with their z-scores."""
+        order = np.argsort(-self.z, axis=1)[:, :k]
+        return [[(self.concepts[j], float(self.z[t, j])) for j in row]
+                for t, row in enumerate(order)]
+
+    def mean_z(self, concept: str, *, skip: int = _SKIP) -> float:
+        """Mean z of one concept over tokens from ``max(start, skip)`` on."""
+        rows = self.z[max(self.start, skip):, self.concepts.index(concept)]
+        return float(rows.mean()) if len(rows) else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"layer": self.layer, "start": self.start, "tokens": list(self.tokens),
+                "concepts": list(self.concepts),
+                "z": np.round(self.z, 3).tolist()}
+
+    def render(self, *, top: int = 3, color: bool | None = None) -> str:
+        """A compact terminal view: one line per token with its top concepts.
+
+        Each line starts with a coloured cell (ANSI, when ``color`` or stdout is a
+        TTY) whose colour is the token's top concept and whose brightness its z.
+        """
+        use_color = sys.stdout.isatty() if color is None else color
+        width = max((len(repr(t)) for t in self.tokens), default=4)
+        lines = [f"layer {self.layer}: z-scores against neutral text (top {top} per token)"]
+        strip = []
+        for t, (token, best) in enumerate(zip(self.tokens, self.top(top), strict=True)):
+            cells = "  ".join(f"{c} {z:+.1f}" for c, z in best)
+            # "~": attention-sink positions, outside the neutral statistics; "*": generated.
+            mark = "~" if t < _SKIP else "*" if t >= self.start and self.start else " "
+            block = _ansi_block(self.concepts.index(best[0][0]), best[0][1]) if use_color else ""
+            strip.append(block or ("#" if best[0][1] >= 2 else "+" if best[0][1] >= 1 else "."))
+            lines.append(f"{block}{mark}{token!r:<{width}}  {cells}")
+        lines.append("strip: " + "".join(strip) + ("\x1b[0m" if use_color else ""))
+        return "\n".join(lines)
+
+    def to_html(self, *, title: str = "amygdala readout") -> str:
+        """A self-contained HTML heat map: concepts as rows, tokens as columns."""
+        limit = max(3.0, float(np.abs(self.z).max(initial=0.0)))
+        head = "".join(f"<th class='t'>{html.escape(t)}</th>" for t in self.tokens)
+        rows = []
+        for j, concept in enumerate(self.concepts):
+            cells = "".join(
+                f"<td style='background:{_rgb(float(self.z[t, j]), limit)}' "
+                f"title='{html.escape(self.tokens[t])} {concept} z={self.z[t, j]:+.2f}'>"
+                f"{self.z[t, j]:+.1f}</td>" for t in range(len(self.tokens)))
+            rows.append(f"<tr><th>{html.escape(concept)}</th>{cells}</tr>")
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
+            "td{padding:2px 4px;text-align:right}th.t{writing-mode:vertical-rl;"
+            "font-weight:normal;white-space:pre}</style></head><body>"
+            f"<h3>{html.escape(title)}: layer {self.layer}, z against neutral text</h3>"
+            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table></body></html>\n")
+
+    def save_html(self, path: Path | str) -> Path:
+        """Write `to_html` atomically."""
+        write_atomic(Path(path), self.to_html().encode())
+        return Path(path)
+
+    def save_png(self, path: Path | str) -> Path:
+        """Write a PNG heat map (needs matplotlib: ``pip install 'amygdala[plot]'``)."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(self.tokens)),
+                                        max(3, 0.3 * len(self.concepts))))
+        limit = max(3.0, float(np.abs(self.z).max(initial=0.0)))
+        im = ax.imshow(self.z.T, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(len(self.tokens)), [t.replace("\n", "\\n") for t in self.tokens],
+                      rotation=90, fontsize=7)
+        ax.set_yticks(range(len(self.concepts)), self.concepts, fontsize=7)
+        ax.set_title(f"readout at layer {self.layer} (z vs neutral)")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp.png")
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        tmp.replace(target)
+        return target
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "PNG output needs matplotlib: pip install 'amygdala[plot]' (or use --html)"
+        ) from exc
+    return plt
+
+
+def _rgb(z: float, limit: float) -> str:
+    v = max(-1.0, min(1.0, z / limit))
+    fade = int(255 * (1 - abs(v)))
+    return f"rgb(255,{fade},{fade})" if v > 0 else f"rgb({fade},{fade},255)"
+
+
+# 6 distinguishable ANSI 256-colour hues, 3 brightness steps each.
+_HUES = ((52, 124, 196), (22, 28, 46), (17, 21, 33), (58, 142, 226), (53, 91, 201),
+         (23, 37, 51))
+
+
+def _ansi_block(concept_index: int, z: float) -> str:
+    steps = _HUES[concept_index % len(_HUES)]
+    colour = steps[0 if z < 1 else 1 if z < 2 else 2]
+    return f"\x1b[48;5;{colour}m \x1b[0m"
+
+
+def _token_strings(backend: Backend, ids: Sequence[int]) -> list[str]:
+    tok: Any = backend.tokenizer
+    return [str(tok.decode([i])) for i in ids]
+
+
+def read(backend: Backend, vectors: SteeringVectorSet, text: str, *, layer: int,
+         stats: ReadoutStats) -> Readout:
+    """Score every token of ``text`` against every concept at ``layer``.
+
+    >>> r = read(backend, vectors, "I finally got the job!", layer=15,
+    ...          stats=load_or_compute_stats(run_dir, backend, vectors))  # doctest: +SKIP
+    >>> r.top(1)[-1]  # doctest: +SKIP
+    [('joyful', 3.1)]
+    """
+    site = Site(layer=layer)
+    acts = backend.capture_tokens([text], [site])[0][site]
+    tok: Any = backend.tokenizer
+    ids = tok(text, add_special_tokens=True)["input_ids"]
+    z = stats.zscore(layer, score_tokens(vectors, layer, acts))
+    return Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
+                   layer=layer, z=z)
+
+
+def read_generation(
+    backend: Backend, vectors: SteeringVectorSet, prompt: str, *, layer: int,
+    stats: ReadoutStats, max_new_tokens: int = 40, chat: bool = False,
+) -> tuple[Generation, Readout]:
+    """Generate from ``prompt`` and read every token as it is produced.
+
+    Activations are recorded during generation (`Backend.tracing`), so steering
+    or modulation active around this call shows in the scores; ``Readout.start``
+    marks the first generated token. Works with and without the KV cache. The
+    last generated token is never fed back, so it has no activation and is not
+    in the readout.
+    """
+    site = Site(layer=layer)
+    with backend.tracing([site]) as trace:
+        generation = backend.generate(prompt, max_new_tokens=max_new_tokens, chat=chat)
+    steps = trace.steps[site]
+    fed = len(generation.token_ids) - 1  # the last new token is never fed back
+    # With a KV cache each call sees only its new tokens (concatenate them); without
+    # one, every call re-reads the whole prefix and the last call covers all positions.
+    cached = sum(int(s.shape[1]) for s in steps) == fed
+    acts = (trace.stacked(site) if cached else steps[-1])[0, :fed]
+    ids = generation.token_ids[:fed]
+    z = stats.zscore(layer, score_tokens(vectors, layer, acts))
+    return generation, Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
+                               layer=layer, z=z, start=generation.prompt_len)

@@ -1,0 +1,243 @@
+"""An on-disk, content-addressed store of pooled activations.
+
+Layout: ``ROOT/<model fingerprint>/<pooling key>/`` holds ``store.json`` and
+shard files. Each shard is one safetensors file written by one capture batch:
+one tensor per site, rows in the order of the text hashes listed in its
+metadata. A shard appears only by an atomic rename once complete, so a run
+killed at any moment leaves either whole shards or none; the next run reads
+which (text, site) pairs exist and captures only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Literal, final
+
+import attrs
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+
+from amygdala._types import Pooling, Site
+from amygdala.backends._registry import Backend
+from amygdala.errors import NonFiniteError, StoreError, UnknownSiteError
+
+__all__ = ["ActivationStore", "Activations", "text_hash"]
+
+_FORMAT = 1
+# mkstemp creates files readable by their owner only; outputs are meant to be shared.
+_FILE_MODE = 0o644
+StoreDtype = Literal["float32", "float16"]
+
+
+def text_hash(text: str) -> str:
+    """Return the content address of a text (sha256 of its UTF-8 bytes, 32 hex digits)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@attrs.frozen(kw_only=True)
+class Activations:
+    """Pooled activations for labelled texts: ``data[site]`` is ``[n_texts, width]``.
+
+    Attributes:
+        ids: one label per row (usually corpus-relative file paths).
+        data: float32 numpy arrays per site.
+    """
+
+    ids: tuple[str, ...]
+    data: dict[Site, np.ndarray]
+
+    def __attrs_post_init__(self) -> None:
+        for site, array in self.data.items():
+            if array.shape[0] != len(self.ids):
+                raise StoreError(f"{site}: {array.shape[0]} rows for {len(self.ids)} ids")
+
+    def torch(self, site: Site) -> torch.Tensor:
+        """Return one site's activations as a float32 torch tensor."""
+        return torch.from_numpy(self[site])
+
+    def __getitem__(self, site: Site) -> np.ndarray:
+        if site not in self.data:
+            raise UnknownSiteError(f"no activations for {site}; have {sorted(map(str, self.data))}")
+        return self.data[site]
+
+    def rows(self, ids: Iterable[str]) -> list[int]:
+        """Row indices of ``ids``."""
+        index = {id_: i for i, id_ in enumerate(self.ids)}
+        return [index[i] for i in ids]
+
+
+@final
+class ActivationStore:
+    """Pooled activations keyed by (model fingerprint, text hash, site, pooling).
+
+    >>> store = ActivationStore(tmp_path, fingerprint="abc", pooling=Pooling())  # doctest: +SKIP
+    >>> store.ensure(backend, texts, sites)  # doctest: +SKIP
+    >>> acts = store.load(texts, sites)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, root: Path | str, *, fingerprint: str, pooling: Pooling,
+        dtype: StoreDtype = "float32",
+    ) -> None:
+        self.pooling = pooling
+        self.fingerprint = fingerprint
+        self.dtype: StoreDtype = dtype
+        self.path = Path(root) / fingerprint / pooling.key
+        self.path.mkdir(parents=True, exist_ok=True)
+        meta = {"format": _FORMAT, "fingerprint": fingerprint, "pooling": pooling.key}
+        meta_path = self.path / "store.json"
+        if meta_path.exists():
+            found = json.loads(meta_path.read_text())
+            if {k: found.get(k) for k in meta} != meta:
+                raise StoreError(
+                    f"{meta_path} describes {found}, expected {meta}; this directory belongs to "
+                    "another model or format: pass a different --store directory"
+                )
+        else:
+            write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+        self._index: dict[tuple[str, Site], tuple[Path, int]] = {}
+        self._seen: set[str] = set()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the headers of shards written since the last look (by this or another run)."""
+        for shard in sorted(self.path.glob("shard-*.safetensors")):
+            if shard.name in self._seen:
+                continue
+            try:
+                with safe_open(str(shard), framework="pt") as handle:
+                    meta = handle.metadata() or {}
+                    hashes = json.loads(meta["texts"])
+                    sites = [Site.parse(k) for k in handle.keys()]  # noqa: SIM118
+            except Exception as exc:  # a foreign or damaged file must not poison the store
+                raise StoreError(
+                    f"cannot read shard {shard}: {exc}; delete that file and rerun (its texts "
+                    "will be captured again)"
+                ) from exc
+            for site in sites:
+                for row, digest in enumerate(hashes):
+                    self._index[(digest, site)] = (shard, row)
+            self._seen.add(shard.name)
+
+    def has(self, text: str, site: Site) -> bool:
+        """Whether the store holds ``text`` at ``site``."""
+        return (text_hash(text), site) in self._index
+
+    def missing(self, texts: Sequence[str], sites: Sequence[Site]) -> list[int]:
+        """Indices of texts lacking at least one of ``sites``."""
+        return [i for i, t in enumerate(texts)
+                if any((text_hash(t), s) not in self._index for s in sites)]
+
+    def ensure(
+        self, backend: Backend, texts: Sequence[str], sites: Sequence[Site], *,
+        batch_size: int = 16, progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Capture whatever is missing, one shard per batch; return texts captured.
+
+        Batches are sorted by token length. Peak memory is one batch's
+        activations, whatever the corpus size.
+        """
+        todo = self.missing(texts, sites)
+        unique: dict[str, str] = {}
+        for i in todo:
+            unique.setdefault(text_hash(texts[i]), texts[i])
+        pending = list(unique.values())
+        lengths = [len(backend.tokenizer(t)["input_ids"]) for t in pending]  # type: ignore[operator]
+        pending = [t for _, t in sorted(zip(lengths, pending, strict=True), key=lambda p: p[0])]
+        done = 0
+        for begin in range(0, len(pending), batch_size):
+            chunk = pending[begin:begin + batch_size]
+            captured = backend.capture(chunk, sites, self.pooling, batch_size=batch_size)
+            self._write_shard(chunk, captured)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(pending))
+        return done
+
+    def _write_shard(self, texts: Sequence[str], captured: dict[Site, torch.Tensor]) -> None:
+        torch_dtype = torch.float16 if self.dtype == "float16" else torch.float32
+        tensors = {}
+        for site, values in captured.items():
+            if not torch.isfinite(values).all():
+                raise NonFiniteError(
+                    f"captured activations at {site} contain NaN/inf; the model produced "
+                    "non-finite values (check its dtype: float16 on CPU often overflows)"
+                )
+            tensors[str(site)] = values.to(torch_dtype).contiguous()
+        hashes = [text_hash(t) for t in texts]
+        shard = self.path / f"shard-{uuid.uuid4().hex}.safetensors"
+        # One batch is a few MB: serialise in memory, then the one atomic writer.
+        write_atomic(shard, save(tensors, metadata={"texts": json.dumps(hashes),
+                                                    "format": str(_FORMAT)}))
+        self._seen.add(shard.name)
+        for site in captured:
+            for row, digest in enumerate(hashes):
+                self._index[(digest, site)] = (shard, row)
+
+    def load(self, texts: Sequence[str], sites: Sequence[Site],
+             ids: Sequence[str] | None = None) -> Activations:
+        """Load activations for ``texts`` at ``sites`` (all must be present).
+
+        Args:
+            texts: the texts, in the order of the rows wanted.
+            sites: the sites to load.
+            ids: row labels (default: the text hashes).
+
+        Raises:
+            StoreError: a (text, site) pair is missing; run `ensure` first.
+        """
+        hashes = [text_hash(t) for t in texts]
+        data: dict[Site, np.ndarray] = {}
+        by_shard: dict[Path, list[tuple[int, int, Site]]] = {}
+        for site in sites:
+            for i, digest in enumerate(hashes):
+                where = self._index.get((digest, site))
+                if where is None:
+                    raise StoreError(
+                        f"text {texts[i][:40]!r} has no activations at {site} in {self.path}; "
+                        "call ActivationStore.ensure (or rerun `amygdala train`) first"
+                    )
+                by_shard.setdefault(where[0], []).append((i, where[1], site))
+        widths: dict[Site, int] = {}
+        for shard, wanted in by_shard.items():
+            with safe_open(str(shard), framework="pt") as handle:
+                for site in {w[2] for w in wanted}:
+                    block = handle.get_tensor(str(site)).float().numpy()
+                    if site not in data:
+                        widths[site] = block.shape[1]
+                        data[site] = np.empty((len(texts), block.shape[1]), dtype=np.float32)
+                    for i, row, s in wanted:
+                        if s == site:
+                            data[site][i] = block[row]
+        return Activations(ids=tuple(ids) if ids is not None else tuple(hashes), data=data)
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of all shards."""
+        return sum(p.stat().st_size for p in self.path.glob("shard-*.safetensors"))
+
+    def __len__(self) -> int:
+        return len({digest for digest, _ in self._index})

@@ -1,0 +1,40 @@
+"""Stage 4, the vectors: extraction methods, steering-vector sets and the training pipeline."""
+
+from amygdala.vectors._extract import (
+    METHODS,
+    NORMALISATIONS,
+    ExtractionInput,
+    Method,
+    Normalisation,
+    RawDirections,
+    extract,
+    paired_differences,
+)
+from amygdala.vectors._set import SteeringVector, SteeringVectorSet
+from amygdala.vectors._train import (
+    Session,
+    TrainConfig,
+    TrainResult,
+    capture_corpus,
+    open_session,
+    train,
+)
+
+__all__ = [
+    "METHODS",
+    "NORMALISATIONS",
+    "ExtractionInput",
+    "Method",
+    "Normalisation",
+    "RawDirections",
+    "Session",
+    "SteeringVector",
+    "SteeringVectorSet",
+    "TrainConfig",
+    "TrainResult",
+    "capture_corpus",
+    "extract",
+    "open_session",
+    "paired_differences",
+    "train",
+]
