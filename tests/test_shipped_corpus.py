@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,9 @@ def corpus() -> Corpus:
     return Corpus.load(ROOT)
 
 
-def test_lints_without_errors_quickly() -> None:
-    start = time.perf_counter()
+def test_lints_without_errors() -> None:
     report = lint_path(ROOT)
-    elapsed = time.perf_counter() - start
     assert report.ok, "\n".join(f"{f.path}: [{f.code}] {f.message}" for f in report.errors)
-    assert elapsed < 2.0
 
 
 def test_concepts_are_canonical(corpus: Corpus) -> None:

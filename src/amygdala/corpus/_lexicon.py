@@ -51,7 +51,8 @@ _FAMILIES: dict[str, str] = {
     "frustrated": "frustrated frustrating frustration frustrate frustrates",
     "lonely": "lonely lonelier loneliest loneliness lonesome",
     "awed": "awe awed awesome awestruck",
-    "grateful": "grateful gratefully gratefulness gratitude thankful thankfully",
+    "grateful": "grateful gratefully gratefulness gratitude thankful thankfully thank thanks "
+    "thanked thanking",
     "onto_something": "",
     "stuck": "stuck",
     "in_flow": "flow flows flowed flowing",

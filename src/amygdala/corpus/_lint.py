@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
+from amygdala.corpus._cues import cue_findings
 from amygdala.corpus._lexicon import BANNED_WORDS, EMOTION_WORDS, load_lexicon, merge_lexicons
 from amygdala.corpus._model import (
     CANONICAL_COGNITIVE,
@@ -39,6 +40,12 @@ LENGTH_TOLERANCE = 0.2
 MIN_SCENARIOS = 3
 NEAR_DUPLICATE = 0.8
 SHINGLE = 5
+# The forms a scenario's meta.json may name (paired/README.md explains each).
+FORMS = ("first-person past", "first-person present", "third-person past",
+         "third-person present", "second person", "letter/email", "chat", "diary", "dialogue",
+         "work artefact", "monologue")
+SETTINGS = ("home", "work", "travel", "health", "school", "nature", "sport", "online", "city",
+            "country")
 _FIX_LINT = "run `amygdala lint PATH` for the full list"
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 _CODE = re.compile(r"[a-z]+(?:-[a-z]+)*")
@@ -104,6 +111,7 @@ class LintReport:
     story_counts: Mapping[str, int] = attrs.field(converter=_frozen_counts)
     n_scenarios: int
     n_neutral: int = 0
+    forms: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_counts)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -135,6 +143,7 @@ class LintReport:
             "counts_by_code": self.counts_by_code(),
             "coverage": dict(self.coverage),
             "story_counts": dict(self.story_counts),
+            "forms": dict(self.forms),
             "findings": [attrs.asdict(f) for f in self.findings],
         }
 
@@ -156,6 +165,11 @@ class LintReport:
             flag = "!" if n < MIN_SCENARIOS else " "
             n_stories = self.story_counts.get(concept, 0)
             lines.append(f"  {concept:<{width}}  {n:>9}{flag} {n_stories:>7}")
+        if self.forms:
+            lines.append("")
+            lines.append("Forms (from each scenario's meta.json):")
+            lines.extend(f"  {form:<22} {n:>4}" for form, n in
+                         sorted(self.forms.items(), key=lambda kv: (-kv[1], kv[0])))
         lines.append("")
         lines.append(f"{len(self.errors)} errors, {len(self.warnings)} warnings.")
         return "\n".join(lines)
@@ -221,6 +235,7 @@ def _scan_scenario(folder: Path, out: list[Finding]) -> ScenarioDraft:
     anchors: tuple[str, ...] = ()
     seen: list[str] = []
     has_anchors = False
+    form: str | None = None
     for file in _visible(folder):
         rel = f"{base_id}/{file.name}"
         if file.is_dir():
@@ -236,6 +251,8 @@ def _scan_scenario(folder: Path, out: list[Finding]) -> ScenarioDraft:
                 line.strip() for line in raw.splitlines()
                 if line.strip() and not line.lstrip().startswith("#")
             )
+        elif file.name == "meta.json":
+            form = _read_meta(file, rel, out)
         elif file.suffix == ".txt":
             seen.append(file.name)
             text = _read(file, rel, out)
@@ -247,7 +264,7 @@ def _scan_scenario(folder: Path, out: list[Finding]) -> ScenarioDraft:
                 variants[file.stem] = Text(id=rel, text=text, role="variant",
                                            concept=file.stem, scenario=slug)
         else:
-            _stray(rel, "baseline.txt, <concept>.txt, anchors.txt or README.md", out)
+            _stray(rel, "baseline.txt, <concept>.txt, anchors.txt, meta.json or README.md", out)
     if "baseline.txt" not in seen:
         found = ", ".join(seen) or "no .txt files"
         out.append(Finding(
@@ -262,7 +279,35 @@ def _scan_scenario(folder: Path, out: list[Finding]) -> ScenarioDraft:
             f"{base_id}/afraid.txt) next to baseline.txt. Fix: add variants or remove the folder.",
         ))
     return ScenarioDraft(slug=slug, baseline=baseline, variants=variants, anchors=anchors,
-                         has_anchors_file=has_anchors)
+                         has_anchors_file=has_anchors, form=form)
+
+
+def _read_meta(file: Path, rel: str, out: list[Finding]) -> str | None:
+    """Read a scenario's meta.json; return its form, or None with a finding."""
+    import json
+
+    def bad(message: str) -> None:
+        out.append(Finding(severity="warning", code="meta", path=rel, message=message))
+
+    raw = _read(file, rel, out)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        bad(f"is not valid JSON ({exc.msg}, line {exc.lineno}); expected "
+            '{"form": ..., "narrator": ..., "setting": ...}. Fix: correct the JSON.')
+        return None
+    if not isinstance(meta, dict):
+        bad('expected a JSON object {"form": ..., "narrator": ..., "setting": ...}.')
+        return None
+    form, setting = meta.get("form"), meta.get("setting")
+    if form not in FORMS:
+        bad(f"form {form!r} is not one of {', '.join(FORMS)}. Fix: use one of them.")
+        form = None
+    if setting is not None and setting not in SETTINGS:
+        bad(f"setting {setting!r} is not one of {', '.join(SETTINGS)}. Fix: use one of them.")
+    return form if isinstance(form, str) else None
 
 
 def _optional_dir(given: str | Path | None, default: Path, what: str) -> Path | None:
@@ -619,6 +664,8 @@ def check_scenarios(
         _check_words(text, frozenset(), label, colour, out)
     texts = [t for d in scenarios for t in (d.baseline, *d.variants.values()) if t is not None]
     _near_duplicates([*texts, *stories, *neutral], out)
+    out.extend(Finding(severity="warning", code=code, path=path, message=message)
+               for path, code, message in cue_findings(scenarios))
     coverage = Counter(c for d in scenarios for c in d.variants)
     story_counts = Counter(t.concept for t in stories if t.concept)
     for concept, n in sorted(coverage.items()):
@@ -633,6 +680,7 @@ def check_scenarios(
         story_counts=dict(story_counts),
         n_scenarios=len(scenarios),
         n_neutral=len(neutral),
+        forms=Counter(d.form for d in scenarios if d.form is not None),
     )
 
 

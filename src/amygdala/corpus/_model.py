@@ -414,4 +414,5 @@ class ScenarioDraft:
     variants: Mapping[str, Text] = attrs.field(converter=_sorted_variants)
     anchors: tuple[str, ...] = attrs.field(default=(), converter=_anchor_tuple)
     has_anchors_file: bool = True
+    form: str | None = None
 
