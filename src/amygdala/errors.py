@@ -14,6 +14,7 @@ __all__ = [
     "CircuitFileError",
     "CircuitMissingError",
     "CorpusError",
+    "DegenerateDirectionError",
     "DimensionMismatchError",
     "LintError",
     "MissingDependencyError",
@@ -80,6 +81,11 @@ class DimensionMismatchError(AmygdalaError, ValueError):
 
 class NonFiniteError(AmygdalaError, ValueError):
     """An activation or vector contains NaN or infinity."""
+
+
+class DegenerateDirectionError(AmygdalaError, ValueError):
+    """An extraction method cannot give a finite, non-zero direction from this data
+    (one concept where it needs a contrast, a zero mean difference...)."""
 
 
 class StoreError(AmygdalaError, OSError):

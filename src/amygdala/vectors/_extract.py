@@ -3,21 +3,31 @@
 All methods work on ``X[n_texts, layers, d_model]`` and are vectorised across
 layers. A method may work in a *standardised* space (each dimension divided by
 its spread over reference texts) because a few "massive activation"
-dimensions otherwise dominate every mean and cosine. Directions are always
-returned in raw residual space as *writing* directions: adding ``alpha *
-direction`` to the residual stream moves the standardised representation along
-the method's direction. Readers are derived from them (see `SteeringVectorSet.readers`).
+dimensions otherwise dominate every mean and cosine. Each method yields, in raw
+residual space:
 
-Methods:
+- unit *writing* directions: adding ``alpha * direction`` to the residual stream
+  moves the standardised representation along the method's direction;
+- *readers* and *offsets*: ``readers[c, l] @ h + offsets[c, l]`` is the method's own
+  score of a pooled activation ``h`` (``unit(v) . (h - mean) / std`` with ``v`` the
+  method's reading vector in its space), so the argmax over concepts is the method's.
+
+Methods (the estimators live in `amygdala.vectors._methods`):
 
 - ``paired``: mean over scenarios of (variant - baseline) (Wang et al. 2025).
 - ``paired_centred``: each scenario's variants centred on their own mean, averaged
-  over scenarios, then the mean over concepts removed (Wang et al.'s recipe).
+  over scenarios, then the mean over ALL the corpus's paired concepts removed
+  (whatever subset is requested).
 - ``unpaired``: story mean minus the mean over all concepts, with the top
   principal components of neutral text projected out (Anthropic 2026).
+- ``combined``: the seed's trainer: a concept's paired variants and stories against
+  the other concepts' texts (one-vs-rest mean difference), neutral PCs projected out.
 - ``pca``: first right-singular vector of the paired differences, sign-aligned
   with their mean.
-- ``probe``: shrinkage LDA on the paired differences, one-vs-rest.
+- ``probe``: one-vs-rest on the paired differences; writes with the mean difference,
+  reads with the shrinkage-LDA weight.
+- ``subspace``: the seed's contrastive spectrum: top eigenvector of ``M_pos - M_base``
+  (second moments of a concept's texts and of their base texts).
 """
 
 from __future__ import annotations
@@ -29,32 +39,41 @@ import attrs
 import numpy as np
 
 from amygdala.corpus._model import Corpus
-from amygdala.errors import CorpusError, NonFiniteError
+from amygdala.errors import CorpusError, DegenerateDirectionError, NonFiniteError
+from amygdala.vectors import _methods
+from amygdala.vectors._methods import (
+    MAX_NEUTRAL_PCS,
+    NEUTRAL_VARIANCE_REMOVED,
+    PROBE_SHRINKAGE,
+    Views,
+    readers_and_offsets,
+)
 
 __all__ = [
+    "MAX_NEUTRAL_PCS",
     "METHODS",
+    "NEUTRAL_VARIANCE_REMOVED",
     "NORMALISATIONS",
+    "PROBE_SHRINKAGE",
     "ExtractionInput",
     "Method",
     "Normalisation",
     "RawDirections",
     "extract",
     "paired_differences",
+    "readers_and_offsets",
+    "views",
 ]
 
-Method = Literal["paired", "paired_centred", "unpaired", "pca", "probe"]
+Method = Literal["paired", "paired_centred", "unpaired", "combined", "pca", "probe",
+                 "subspace"]
 Normalisation = Literal["raw", "standardise"]
 METHODS: tuple[Method, ...] = get_args(Method)
 NORMALISATIONS: tuple[Normalisation, ...] = get_args(Normalisation)
 
-# Share of neutral variance whose principal components the unpaired method
-# removes (Anthropic keep components up to 50%); capped so tiny neutral sets
-# do not remove everything.
-NEUTRAL_VARIANCE_REMOVED = 0.5
-MAX_NEUTRAL_PCS = 16
-# LDA covariance shrinkage towards a scaled identity: with ~200 samples in 576
-# dimensions the pooled covariance is singular; 0.5 is a stable middle.
-PROBE_SHRINKAGE = 0.5
+# Methods that need stories (the rest need paired scenarios).
+_STORY_METHODS = frozenset({"unpaired"})
+_ANY_METHODS = frozenset({"combined", "subspace"})
 
 
 @attrs.frozen(kw_only=True)
@@ -103,6 +122,9 @@ class RawDirections:
         counts: number of scenarios (paired) or stories (unpaired) per concept.
         mean: ``[layers, d]`` reference mean the method centred with.
         std: ``[layers, d]`` per-dimension spread it divided by (ones for ``raw``).
+        readers: ``[concepts, layers, d]`` raw-space reading weights and
+        offsets: ``[concepts, layers]``: ``readers[c, l] @ h + offsets[c, l]`` is the
+            method's score of a pooled activation ``h`` (not renormalised per concept).
     """
 
     concepts: tuple[str, ...]
@@ -111,6 +133,8 @@ class RawDirections:
     counts: Mapping[str, int]
     mean: np.ndarray
     std: np.ndarray
+    readers: np.ndarray
+    offsets: np.ndarray
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -135,93 +159,19 @@ def reference_stats(data: ExtractionInput, corpus: Corpus) -> tuple[np.ndarray, 
     return mean, std
 
 
+def views(data: ExtractionInput, corpus: Corpus, mean: np.ndarray,
+          std: np.ndarray) -> Views:
+    """Every text of ``data`` in method space, ``(x - mean) / std``, for the estimators."""
+    return Views(x=(data.x - mean[None]) / std[None], row=dict(data._row), corpus=corpus,
+                 reference=tuple(reference_ids(corpus)))
+
+
 def paired_differences(data: ExtractionInput, corpus: Corpus, concept: str) -> np.ndarray:
     """``[scenarios, layers, d]`` of (variant - baseline) for scenarios carrying ``concept``."""
     scenarios = corpus.scenarios_with(concept)
     variants = data.rows([s.variants[concept].id for s in scenarios])
     baselines = data.rows([s.baseline.id for s in scenarios])
     return variants - baselines  # type: ignore[no-any-return]
-
-
-def _paired(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
-            std: np.ndarray) -> np.ndarray:
-    return np.stack([(paired_differences(data, corpus, c) / std).mean(0) for c in concepts])
-
-
-def _paired_centred(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
-                    std: np.ndarray) -> np.ndarray:
-    sums = {c: np.zeros(data.x.shape[1:]) for c in concepts}
-    counts = dict.fromkeys(concepts, 0)
-    for scenario in corpus.scenarios:
-        ids = [scenario.variants[c].id for c in scenario.concepts]
-        block = data.rows(ids) / std
-        centred = block - block.mean(axis=0, keepdims=True)
-        for concept, row in zip(scenario.concepts, centred, strict=True):
-            if concept in sums:
-                sums[concept] += row
-                counts[concept] += 1
-    means = np.stack([sums[c] / counts[c] for c in concepts])
-    return means - means.mean(axis=0, keepdims=True)  # type: ignore[no-any-return]
-
-
-def _neutral_projector(neutral: np.ndarray) -> np.ndarray:
-    """Per layer, the projector removing the top neutral PCs: ``[layers, d, d]``."""
-    layers, d = neutral.shape[1], neutral.shape[2]
-    projectors = np.empty((layers, d, d))
-    for layer in range(layers):
-        centred = neutral[:, layer] - neutral[:, layer].mean(axis=0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        share = np.cumsum(s**2) / max(float((s**2).sum()), 1e-12)
-        k = min(int(np.searchsorted(share, NEUTRAL_VARIANCE_REMOVED) + 1), MAX_NEUTRAL_PCS,
-                max(centred.shape[0] - 1, 0))
-        top = vt[:k]
-        projectors[layer] = np.eye(d) - top.T @ top
-    return projectors
-
-
-def _unpaired(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
-              mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    story_concepts = sorted({t.concept for t in corpus.stories if t.concept})
-    means = {c: ((data.rows([t.id for t in corpus.stories_for(c)]) - mean) / std).mean(0)
-             for c in story_concepts}
-    grand = np.mean([means[c] for c in story_concepts], axis=0)
-    vectors = np.stack([means[c] - grand for c in concepts])
-    if corpus.neutral:
-        neutral = (data.rows([t.id for t in corpus.neutral]) - mean) / std
-        vectors = np.einsum("lde,cle->cld", _neutral_projector(neutral), vectors)
-    return vectors
-
-
-def _pca(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
-         std: np.ndarray) -> np.ndarray:
-    out = []
-    for concept in concepts:
-        diffs = paired_differences(data, corpus, concept) / std  # [s, L, d]
-        per_layer = np.transpose(diffs, (1, 0, 2))  # [L, s, d]
-        _, _, vt = np.linalg.svd(per_layer, full_matrices=False)
-        first = vt[:, 0, :]
-        sign = np.sign(np.einsum("ld,ld->l", first, per_layer.mean(axis=1)))
-        out.append(first * np.where(sign == 0, 1, sign)[:, None])
-    return np.stack(out)
-
-
-def _probe(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
-           std: np.ndarray) -> np.ndarray:
-    groups = {c: paired_differences(data, corpus, c) / std for c in corpus.paired_concepts}
-    all_rows = np.concatenate(list(groups.values()))
-    centred = np.concatenate([g - g.mean(0) for g in groups.values()])
-    layers, d = all_rows.shape[1], all_rows.shape[2]
-    out = np.empty((len(concepts), layers, d))
-    for layer in range(layers):
-        cov = centred[:, layer].T @ centred[:, layer] / max(len(centred) - len(groups), 1)
-        ridge = PROBE_SHRINKAGE * np.trace(cov) / d
-        reg = (1 - PROBE_SHRINKAGE) * cov + ridge * np.eye(d)
-        targets = []
-        for concept in concepts:
-            rest = np.concatenate([g[:, layer] for c, g in groups.items() if c != concept])
-            targets.append(groups[concept][:, layer].mean(0) - rest.mean(0))
-        out[:, layer] = np.linalg.solve(reg, np.stack(targets).T).T
-    return out
 
 
 def extract(
@@ -239,51 +189,93 @@ def extract(
         concepts: which concepts (default: all the method can see).
 
     Returns:
-        `RawDirections` with raw-space writing directions.
+        `RawDirections` with raw-space writing directions, readers and offsets.
 
     Raises:
         CorpusError: the corpus lacks what the method needs (stories for
             ``unpaired``, a concept in no scenario...).
+        DegenerateDirectionError: the method cannot give a finite non-zero direction
+            (one concept where it needs a contrast, a zero mean difference...).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; expected one of "
                          f"{', '.join(NORMALISATIONS)}")
-    story_concepts = sorted({t.concept for t in corpus.stories if t.concept})
-    available = story_concepts if method == "unpaired" else list(corpus.paired_concepts)
-    if method == "unpaired" and not story_concepts:
-        raise CorpusError(
-            f"method 'unpaired' needs stories/<concept>/*.txt next to {corpus.root}; "
-            "none were found: add stories or use method='paired'"
-        )
+    available = _available(corpus, method)
     chosen = list(concepts) if concepts is not None else available
     missing = [c for c in chosen if c not in available]
     if missing:
         raise CorpusError(f"method {method!r} has no data for {missing}; available: {available}")
+    if not chosen:
+        raise CorpusError(f"no concepts requested for method {method!r}; available: {available}")
     mean, std = reference_stats(data, corpus)
     if normalisation == "raw":
         std = np.ones_like(std)
-    if method == "paired":
-        vectors = _paired(data, corpus, chosen, std)
-    elif method == "paired_centred":
-        vectors = _paired_centred(data, corpus, chosen, std)
-    elif method == "unpaired":
-        vectors = _unpaired(data, corpus, chosen, mean, std)
-    elif method == "pca":
-        vectors = _pca(data, corpus, chosen, std)
-    else:
-        vectors = _probe(data, corpus, chosen, std)
+    v = views(data, corpus, mean, std)
+    write = read = _estimate(v, method, chosen, neutral=bool(corpus.neutral))
+    if method == "probe":
+        write, read = _methods.probe(v, chosen)
+    for name, array in (("writing", write), ("reading", read)):
+        _check_usable(array, method, name, chosen, data.layers)
     # Back to raw space: a step u in standardised space is u * std in raw space.
-    directions = _unit(_unit(vectors) * std[None])
+    directions = _unit(_unit(write) * std[None])
+    readers, offsets = readers_and_offsets(read, mean, std)
     raw_norm, counts = _raw_norms(data, corpus, chosen, method)
     return RawDirections(concepts=tuple(chosen), directions=directions.astype(np.float32),
                          raw_norm=raw_norm.astype(np.float32), counts=counts,
-                         mean=mean.astype(np.float32), std=std.astype(np.float32))
+                         mean=mean.astype(np.float32), std=std.astype(np.float32),
+                         readers=readers.astype(np.float32), offsets=offsets.astype(np.float32))
+
+
+def _available(corpus: Corpus, method: Method) -> list[str]:
+    """Concepts ``method`` can fit on ``corpus``."""
+    if method in _STORY_METHODS:
+        story_concepts = sorted({t.concept for t in corpus.stories if t.concept})
+        if not story_concepts:
+            raise CorpusError(
+                f"method {method!r} needs stories/<concept>/*.txt next to {corpus.root}; "
+                "none were found: add stories or use method='paired'")
+        return story_concepts
+    if method in _ANY_METHODS:
+        return list(corpus.concepts)
+    return list(corpus.paired_concepts)
+
+
+def _estimate(v: Views, method: Method, chosen: Sequence[str], *, neutral: bool) -> np.ndarray:
+    if method == "paired":
+        return _methods.paired(v, chosen)
+    if method == "paired_centred":
+        return _methods.paired_centred(v, chosen)
+    if method == "unpaired":
+        return _methods.unpaired(v, chosen, neutral=neutral)
+    if method == "combined":
+        return _methods.combined(v, chosen, neutral=neutral)
+    if method == "pca":
+        return _methods.pca(v, chosen)
+    if method == "subspace":
+        return _methods.subspace(v, chosen)
+    return np.zeros((len(chosen), *v.x.shape[1:]))  # probe: computed by the caller
+
+
+def _check_usable(array: np.ndarray, method: str, what: str, concepts: Sequence[str],
+                  layers: Sequence[int]) -> None:
+    """Raise `DegenerateDirectionError` on a non-finite or zero vector."""
+    norms = np.linalg.norm(array, axis=-1)  # [c, l]
+    bad = ~np.isfinite(norms) | (norms <= 1e-9 * max(float(np.nanmax(norms, initial=0.0)),
+                                                      1e-30))
+    if bad.any():
+        c, layer = (int(i) for i in np.argwhere(bad)[0])
+        raise DegenerateDirectionError(
+            f"method {method!r} gave a zero or non-finite {what} vector for "
+            f"{concepts[c]!r} at layer {layers[layer]} ({int(bad.sum())} such vectors in all); "
+            "expected a finite non-zero direction: check that the concept's texts differ from "
+            "what they are contrasted with, or use another method")
 
 
 def _raw_norms(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
                method: Method) -> tuple[np.ndarray, dict[str, int]]:
+    """Norm of the raw-space mean difference behind each vector, and the counts used."""
     if method == "unpaired":
         story_concepts = sorted({t.concept for t in corpus.stories if t.concept})
         means = {c: data.rows([t.id for t in corpus.stories_for(c)]).mean(0)
@@ -291,6 +283,16 @@ def _raw_norms(data: ExtractionInput, corpus: Corpus, concepts: Sequence[str],
         grand = np.mean(list(means.values()), axis=0)
         norms = np.stack([np.linalg.norm(means[c] - grand, axis=-1) for c in concepts])
         return norms, {c: len(corpus.stories_for(c)) for c in concepts}
+    if method in _ANY_METHODS:
+        raw = Views(x=data.x, row=dict(data._row), corpus=corpus,
+                    reference=tuple(reference_ids(corpus)))
+        if method == "combined":
+            means = {c: raw.rows(raw.texts_of(c)).mean(0) for c in corpus.concepts}
+            diffs = _methods._one_vs_rest(means, concepts)
+        else:
+            diffs = np.stack([np.einsum("n,nld->ld", w, rows) for rows, w, _ in
+                              (_methods._subspace_sets(raw, c) for c in concepts)])
+        return np.linalg.norm(diffs, axis=-1), {c: len(raw.texts_of(c)) for c in concepts}
     norms = np.stack([np.linalg.norm(paired_differences(data, corpus, c).mean(0), axis=-1)
                       for c in concepts])
     return norms, {c: len(corpus.scenarios_with(c)) for c in concepts}
