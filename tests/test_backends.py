@@ -173,6 +173,10 @@ def test_weights_have_documented_shapes(tiny_backend: Backend) -> None:
 
 def test_neuron_write_direction_matches_weights(tiny_backend: Backend) -> None:
     # Scaling neuron 3 by 2 adds exactly activation x W_down[3] to resid_post.
+    layout = getattr(getattr(tiny_backend, "arch", None), "layout", "pre_norm")
+    if layout in ("sandwich_norm", "post_norm"):
+        pytest.skip("the MLP output is normed before the residual add (Gemma 2/3, OLMo 2); "
+                    "tests/test_architectures.py checks the write through that norm")
     site, neurons = Site(layer=1), Site(layer=1, point="mlp_neurons")
     base = tiny_backend.capture(TEXTS, [site, neurons], Pooling())
     with tiny_backend.ablating([Ablation(layer=1, component="neurons", indices=[3],

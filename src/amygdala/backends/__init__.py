@@ -1,13 +1,20 @@
 """Stage 2, the backends: a loaded model and interchangeable ways to capture and edit it."""
 
+from amygdala.backends._architectures import (
+    ARCHITECTURES,
+    ArchitectureMap,
+    register_architecture,
+)
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, load_model, model_dims
 from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, Trace
 from amygdala.backends._registry import BACKENDS, available_backends, get_backend
 
 __all__ = [
+    "ARCHITECTURES",
     "BACKENDS",
     "DEFAULT_MODEL",
     "Ablation",
+    "ArchitectureMap",
     "Backend",
     "Edit",
     "Generation",
@@ -17,4 +24,5 @@ __all__ = [
     "get_backend",
     "load_model",
     "model_dims",
+    "register_architecture",
 ]

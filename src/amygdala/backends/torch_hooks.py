@@ -1,53 +1,26 @@
 """The ``torch`` backend: raw PyTorch hooks on Hugging Face modules.
 
-Supported architectures are listed in `ARCHITECTURES`; each maps the generic
-sites onto module paths. ``resid_mid`` is the block input plus the attention
-output; it is written by shifting the attention output, which moves the
-residual stream itself (writing the post-attention norm input would not).
+Supported architectures are listed in `ARCHITECTURES` (see
+`amygdala.backends._architectures`); each maps the generic sites onto module
+paths, and a user can pass a map for any other model. ``resid_mid`` is the block
+input plus what the block adds after attention; it is written by shifting that
+output, which moves the residual stream itself (writing the post-attention norm
+input would not).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, final
+from typing import Any, final
 
-import attrs
 import torch
 from jaxtyping import Float
 
 from amygdala._types import Site
+from amygdala.backends._architectures import ARCHITECTURES, ArchitectureMap, architecture_for
 from amygdala.backends._hooked import HookedBackend, HookFn, Remover
 from amygdala.backends._loading import LoadedModel
-from amygdala.errors import UnsupportedArchitectureError
 
 __all__ = ["ARCHITECTURES", "ArchitectureMap", "TorchHooksBackend"]
-
-
-@attrs.frozen(kw_only=True)
-class ArchitectureMap:
-    """Where the generic sites live in one Hugging Face architecture."""
-
-    layers: str
-    attn: str
-    attn_out: str
-    mlp_down: str
-    # torch.nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
-    weight_layout: Literal["out_in", "in_out"] = "out_in"
-
-
-_LLAMA = ArchitectureMap(
-    layers="model.layers", attn="self_attn", attn_out="self_attn.o_proj",
-    mlp_down="mlp.down_proj",
-)
-ARCHITECTURES: Final[dict[str, ArchitectureMap]] = {
-    "LlamaForCausalLM": _LLAMA,
-    "MistralForCausalLM": _LLAMA,
-    "Qwen2ForCausalLM": _LLAMA,
-    "Qwen3ForCausalLM": _LLAMA,
-    "GPT2LMHeadModel": ArchitectureMap(
-        layers="transformer.h", attn="attn", attn_out="attn.c_proj", mlp_down="mlp.c_proj",
-        weight_layout="in_out",
-    ),
-}
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -68,17 +41,16 @@ class TorchHooksBackend(HookedBackend):
 
     name = "torch"
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        arch = type(loaded.model).__name__
-        if arch not in ARCHITECTURES:
-            raise UnsupportedArchitectureError(
-                f"the torch backend has no module map for {arch}; supported: "
-                f"{', '.join(sorted(ARCHITECTURES))}. Use backend='transformer_lens', or add "
-                "an ArchitectureMap to amygdala.backends.torch_hooks.ARCHITECTURES"
-            )
-        self.arch = ARCHITECTURES[arch]
+    def __init__(self, loaded: LoadedModel, *, architecture: ArchitectureMap | None = None) -> None:
+        """Wrap ``loaded``; ``architecture`` overrides the built-in map for its class.
+
+        Raises:
+            UnsupportedArchitectureError: no map for the model's class, or a path of the
+                map is not in the model (the message says which and how to fix it).
+        """
+        self.arch = architecture_for(loaded.model, architecture)
         super().__init__(loaded)
-        self._layers = loaded.model.get_submodule(self.arch.layers)
+        self._layers = self.arch.check(loaded.model)
 
     def _module(self, layer: int, path: str) -> torch.nn.Module:
         return self._layers[layer].get_submodule(path)  # type: ignore[no-any-return]
@@ -107,7 +79,7 @@ class TorchHooksBackend(HookedBackend):
             return layer.register_forward_hook(post).remove  # type: ignore[no-any-return]
         if site.point == "resid_mid":
             return self._attach_mid(layer, fn)
-        target = self.arch.mlp_down if site.point == "mlp_neurons" else self.arch.attn_out
+        target = self.arch.mlp_out if site.point == "mlp_neurons" else self.arch.heads
 
         def inputs(_m: Any, args: tuple[Any, ...]) -> Any:
             new = fn(args[0])
@@ -115,8 +87,9 @@ class TorchHooksBackend(HookedBackend):
         return layer.get_submodule(target).register_forward_pre_hook(inputs).remove  # type: ignore[no-any-return]
 
     def _attach_mid(self, layer: torch.nn.Module, fn: HookFn) -> Remover:
-        # resid_mid = block input + attention output. Remember the block input,
-        # then hand fn the sum and shift the attention output by fn's change.
+        # resid_mid = block input + what the block adds after attention (the
+        # attention output, or its norm in Gemma 2/3 and OLMo 2). Remember the block
+        # input, then hand fn the sum and shift that output by fn's change.
         seen: dict[str, torch.Tensor] = {}
 
         def remember(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -130,7 +103,7 @@ class TorchHooksBackend(HookedBackend):
 
         handles = [
             layer.register_forward_pre_hook(remember, with_kwargs=True),
-            layer.get_submodule(self.arch.attn).register_forward_hook(shift),
+            layer.get_submodule(self.arch.attn_residual).register_forward_hook(shift),
         ]
 
         def remove() -> None:
@@ -141,14 +114,14 @@ class TorchHooksBackend(HookedBackend):
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """Return what each MLP neuron writes to the residual stream (W_down columns)."""
         self._check_site(Site(layer=layer))
-        weight: torch.Tensor = self._module(layer, self.arch.mlp_down).weight  # type: ignore[assignment]
+        weight: torch.Tensor = self._module(layer, self.arch.mlp_out).weight  # type: ignore[assignment]
         weight = weight.detach().float().cpu()
         return weight.T if self.arch.weight_layout == "out_in" else weight
 
     def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]:
         """Return each head's slice of the attention output projection (W_O)."""
         self._check_site(Site(layer=layer))
-        weight: torch.Tensor = self._module(layer, self.arch.attn_out).weight  # type: ignore[assignment]
+        weight: torch.Tensor = self._module(layer, self.arch.heads).weight  # type: ignore[assignment]
         weight = weight.detach().float().cpu()
         w_in_out = weight.T if self.arch.weight_layout == "out_in" else weight
         d = self.dims
