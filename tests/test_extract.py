@@ -204,12 +204,13 @@ def test_exports(tmp_path: Path) -> None:
     assert bytes(arch.parts[arch.data[0]]).decode() == "controlvector"
     tensor = next(t for t in reader.tensors if t.name == "direction.2")
     np.testing.assert_allclose(np.linalg.norm(tensor.data), 2.0 * 20.0, rtol=1e-4)
-    vectors.export_readout(tmp_path)
+    ones = {x: np.ones(3, np.float32) for x in LAYERS}
+    vectors.export_readout(tmp_path, neutral_mean=ones, neutral_std=ones, n_neutral_tokens=5)
     bundle = load_file(str(tmp_path / "readout.safetensors"))
-    assert set(bundle) == {"layer_0.vectors", "layer_1.vectors"}
-    assert bundle["layer_0.vectors"].shape == (3, D)
+    assert set(bundle) == {f"layer_{x}.{k}" for x in LAYERS for k in ("readers", "offsets")}
+    assert bundle["layer_0.readers"].shape == (3, D)
     import json
 
     meta = json.loads((tmp_path / "readout.json").read_text())
     assert meta["concepts"] == list(vectors.concepts) and meta["hidden_size"] == D
-    assert meta["normalisation_folded"] is True
+    assert meta["neutral"]["1"]["std"] == [1.0, 1.0, 1.0]

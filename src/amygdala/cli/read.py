@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 NAME = "read"
 HELP = "Show per-token concept z-scores of a text (terminal view, --html or --png heat map)."
@@ -15,6 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", metavar="TEXT", help="the text to read")
     parser.add_argument("--layer", type=int, default=None,
                         help="layer to read (default: best layer in evaluation.json, else middle)")
+    parser.add_argument("--band", metavar="A-B", default=None,
+                        help="average the z-scores over a band of layers, e.g. 12-18 "
+                             "(default: the band in evaluation.json when --band auto)")
+    parser.add_argument("--relative", action="store_true",
+                        help="subtract each token's mean z over concepts (removes the "
+                             "component all concepts share)")
     parser.add_argument("--top", type=int, default=3, help="concepts shown per token (default 3)")
     parser.add_argument("--html", metavar="FILE", help="also write an HTML heat map")
     parser.add_argument("--png", metavar="FILE", help="also write a PNG heat map (matplotlib)")
@@ -34,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer if args.layer is not None else default_layer(ctx.vectors, ctx.run_dir)
     ctx.vectors.layer_index(layer)
     stats = load_or_compute_stats(ctx.run_dir, ctx.backend, ctx.vectors, corpus=args.corpus)
-    readout = read(ctx.backend, ctx.vectors, args.text, layer=layer, stats=stats)
+    band = _band(args.band, ctx)
+    readout = read(ctx.backend, ctx.vectors, args.text, layer=layer, stats=stats, band=band,
+                   relative=args.relative)
     if args.json:
         print(json.dumps(readout.to_json()))
     else:
@@ -45,3 +54,24 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         print(f"wrote {readout.save_png(args.png)}")
     return 0
+
+
+def _band(value: str | None, ctx: Any) -> list[int] | None:
+    """``None``, ``auto`` (evaluation.json's band) or ``A-B`` / ``a,b,c``."""
+    from amygdala.cli._common import parse_layers
+    from amygdala.intervene._readout import recommended_from_evaluation
+
+    if value is None:
+        return None
+    if value == "auto":
+        band = recommended_from_evaluation(ctx.run_dir, ctx.vectors.method)[1]
+        if not band:
+            raise SystemExit(f"{ctx.run_dir}/evaluation.json names no recommended band; "
+                             "pass one, e.g. --band 12-18")
+        return band
+    layers = parse_layers(value)
+    if not layers:
+        raise SystemExit(f"--band {value!r}: expected a range such as 12-18")
+    for x in layers:
+        ctx.vectors.layer_index(x)
+    return list(layers)

@@ -77,8 +77,14 @@ def run(args: argparse.Namespace) -> int:
         path = vectors.export_gguf(args.out / f"{concept}.gguf", concept)
         print(f"wrote {path}")
     if args.export_readout:
-        vectors.export_readout(args.out)
-        print(f"wrote {args.out}/readout.safetensors")
+        from amygdala.intervene._readout import export_run_bundle
+
+        emotional = [t.id for s in corpus.scenarios for t in s.variants.values()] + [
+            t.id for t in corpus.stories]
+        export_run_bundle(args.out, session.backend, vectors, corpus=corpus.root,
+                          data=result.data, emotional_ids=emotional)
+        print(f"wrote {args.out}/readout.safetensors and readout.json (neutral statistics, "
+              "recommended layer, shared component)")
     if args.quality_report:
         from amygdala.diagnose._quality import build_quality_report
 

@@ -22,7 +22,8 @@ import numpy as np
 from amygdala.corpus._model import Corpus, Scenario
 from amygdala.errors import QualityFileError, UnknownConceptError, UnknownSiteError
 from amygdala.store._store import write_atomic
-from amygdala.vectors._extract import ExtractionInput, extract, paired_differences
+from amygdala.vectors._extract import ExtractionInput, extract, paired_differences, views
+from amygdala.vectors._methods import SubspaceSpectrum, subspace_spectrum
 from amygdala.vectors._set import SteeringVectorSet
 
 if TYPE_CHECKING:
@@ -49,7 +50,9 @@ __all__ = [
     "compute_quality",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema 1 files (no subspace fields) still load; their subspace fields are None.
+READABLE_SCHEMAS = (1, 2)
 QUALITY_FILE = "quality.json"
 
 # Thresholds (reasoning in docs/quality.md). First-PC share of the positives'
@@ -128,6 +131,10 @@ class LayerQuality:
     head_share: float | None
     split_half_cosine: float | None
     redundancy_r2: float | None
+    subspace_eigvals: tuple[float, ...] | None = None
+    k_signal_at_90pct: int | None = None
+    effective_dim_signal: float | None = None
+    effective_dim_full: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -143,6 +150,11 @@ class LayerQuality:
             "head": None if self.head_index is None else
             {"index": self.head_index, "share": self.head_share},
             "split_half_cosine": self.split_half_cosine, "redundancy_r2": self.redundancy_r2,
+            "subspace_eigvals": None if self.subspace_eigvals is None else list(
+                self.subspace_eigvals),
+            "k_signal_at_90pct": self.k_signal_at_90pct,
+            "effective_dim_signal": self.effective_dim_signal,
+            "effective_dim_full": self.effective_dim_full,
         }
 
     @classmethod
@@ -159,6 +171,11 @@ class LayerQuality:
             neuron_index=neuron.get("index"), neuron_cosine=neuron.get("cosine"),
             head_index=head.get("index"), head_share=head.get("share"),
             split_half_cosine=d["split_half_cosine"], redundancy_r2=d["redundancy_r2"],
+            subspace_eigvals=None if d.get("subspace_eigvals") is None else tuple(
+                d["subspace_eigvals"]),
+            k_signal_at_90pct=d.get("k_signal_at_90pct"),
+            effective_dim_signal=d.get("effective_dim_signal"),
+            effective_dim_full=d.get("effective_dim_full"),
         )
 
 
@@ -269,10 +286,11 @@ class QualityReport:
         Raises:
             QualityFileError: another schema version, or a field is missing.
         """
-        if d.get("schema_version") != SCHEMA_VERSION:
+        if d.get("schema_version") not in READABLE_SCHEMAS:
             raise QualityFileError(
                 f"quality report has schema_version {d.get('schema_version')}, this amygdala "
-                f"reads {SCHEMA_VERSION}; rerun `amygdala report RUN_DIR --recompute`")
+                f"reads {', '.join(map(str, READABLE_SCHEMAS))}; rerun `amygdala report "
+                "RUN_DIR --recompute`")
         try:
             return cls(
                 method=d["method"], normalisation=d["normalisation"], model_id=d["model_id"],
@@ -484,6 +502,7 @@ def compute_quality(
     n_idx, n_cos = _neurons(u, std, vectors.layers, w_down)
     h_idx, h_share = _heads(u, std, vectors.layers, head_writes)
 
+    spectra = _subspace_spectra(vectors, data, corpus)
     best, source, loso_layer, loso = _best_layer(vectors, evaluation, stability)
     rows: list[tuple[str, list[str], np.ndarray, np.ndarray]] = []
     for ci, concept in enumerate(vectors.concepts):
@@ -522,6 +541,7 @@ def compute_quality(
                 head_index=None if h_idx[ci, li] < 0 else int(h_idx[ci, li]),
                 head_share=_opt(h_share[ci, li]) if h_idx[ci, li] >= 0 else None,
                 split_half_cosine=_opt(stability[ci, li]), redundancy_r2=_opt(r2[ci, li]),
+                **_subspace_fields(spectra.get(concept), li),
             ))
         n_sc = len(corpus.scenarios_with(concept)) if concept in corpus.paired_concepts else 0
         n_st = len(corpus.stories_for(concept))
@@ -539,6 +559,28 @@ def compute_quality(
         seed=seed, n_splits=n_splits, thresholds=thresholds, concepts=tuple(results),
         cosine_matrix=tuple(tuple(_r(x) for x in row) for row in cos[bi]),
     )
+
+
+# Eigenvalues of M_pos - M_base kept per layer in quality.json.
+MAX_SUBSPACE_EIGVALS = 32
+
+
+def _subspace_spectra(vectors: SteeringVectorSet, data: ExtractionInput,
+                      corpus: Corpus) -> dict[str, SubspaceSpectrum]:
+    """Per concept the contrastive spectrum (``subspace`` vectors only)."""
+    if vectors.method != "subspace":
+        return {}
+    v = views(data, corpus, vectors.mean.astype(np.float64), vectors.std.astype(np.float64))
+    return {c: subspace_spectrum(v, c) for c in vectors.concepts}
+
+
+def _subspace_fields(spectrum: SubspaceSpectrum | None, li: int) -> dict[str, Any]:
+    if spectrum is None:
+        return {}
+    return {"subspace_eigvals": tuple(_r(x) for x in spectrum.eigvals[li][:MAX_SUBSPACE_EIGVALS]),
+            "k_signal_at_90pct": spectrum.k_signal(li),
+            "effective_dim_signal": _r(spectrum.effective_dim_signal(li)),
+            "effective_dim_full": _r(spectrum.effective_dim_full(li))}
 
 
 def _best_layer(vectors: SteeringVectorSet, evaluation: Evaluation | None, stability: np.ndarray,

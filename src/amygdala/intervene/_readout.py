@@ -1,6 +1,7 @@
 """Readout: per-token concept scores at a layer, z-scored against neutral text.
 
-``score[t, c] = readers(layer)[c] . hidden[t]``; each concept's score is then
+``score[t, c] = readers(layer)[c] . hidden[t] + offsets(layer)[c]`` (the method's own
+score, `SteeringVectorSet.readers`); each concept's score is then
 z-scored with the mean and spread of that same score over the tokens of neutral
 texts (positions after the first ``skip``, whose huge norms would swamp the
 statistics). A z of 3 means "as high as the top ~0.1% of neutral tokens".
@@ -8,6 +9,11 @@ statistics). A z of 3 means "as high as the top ~0.1% of neutral tokens".
 Neutral statistics for every layer come from one pass over the corpus's neutral
 texts and are cached in ``RUN_DIR/readout_stats.json`` (keyed by the vectors'
 model fingerprint and corpus hash, so a retrained run recomputes them).
+
+Two options change what is shown: a *band* of layers (the z-scores of each layer,
+averaged over the band) and the *relative* read-out (each concept's z minus the mean
+over concepts, which removes the component every concept shares). The exported bundle
+(`amygdala.vectors._bundle.ReadoutBundle`) computes the same numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import html
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,8 @@ from amygdala.errors import (
     NeutralTextsError,
 )
 from amygdala.store._store import write_atomic
+from amygdala.vectors._bundle import ReadoutBundle
+from amygdala.vectors._bundle import relative as _relative
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -38,22 +46,30 @@ __all__ = [
     "NeutralTextsError",
     "Readout",
     "ReadoutStats",
+    "bundle_from_stats",
     "compute_stats",
     "load_or_compute_stats",
     "neutral_texts",
     "read",
     "read_generation",
+    "recommended_from_evaluation",
     "score_tokens",
+    "zscore_tokens",
 ]
 
 STATS_FILE = "readout_stats.json"
-_STATS_FORMAT = 1
+# 2: scores include the method's offsets and readers are no longer unit-normalised.
+_STATS_FORMAT = 2
 # First positions excluded from neutral statistics (attention-sink tokens).
 _SKIP = 2
 
 
 def _strs(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(str(x) for x in items)
+
+
+def _int_tuple(items: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(x) for x in items)
 
 
 @attrs.frozen(kw_only=True)
@@ -107,7 +123,24 @@ def score_tokens(vectors: SteeringVectorSet, layer: int,
                  hidden: torch.Tensor | np.ndarray) -> np.ndarray:
     """Raw reader scores ``[tokens, concepts]`` of hidden states ``[tokens, d_model]``."""
     h = hidden.detach().float().cpu().numpy() if isinstance(hidden, torch.Tensor) else hidden
-    return np.asarray(h, np.float32) @ vectors.readers(layer).T  # type: ignore[no-any-return]
+    return (np.asarray(h, np.float32) @ vectors.readers(layer).T  # type: ignore[no-any-return]
+            + vectors.offsets(layer))
+
+
+def zscore_tokens(vectors: SteeringVectorSet, stats: ReadoutStats,
+                  hidden: Mapping[int, torch.Tensor | np.ndarray], layers: Sequence[int], *,
+                  relative: bool = False) -> np.ndarray:
+    """Z-scores ``[tokens, concepts]``: the mean over ``layers`` of each layer's z.
+
+    Args:
+        vectors: gives readers and offsets.
+        stats: neutral statistics of the scores.
+        hidden: ``{layer: [tokens, d_model]}`` residual stream at each layer.
+        layers: one layer, or a band to average.
+        relative: subtract the mean over concepts (`amygdala.vectors._bundle.relative`).
+    """
+    z = np.mean([stats.zscore(x, score_tokens(vectors, x, hidden[x])) for x in layers], axis=0)
+    return _relative(z) if relative else z
 
 
 def compute_stats(backend: Backend, vectors: SteeringVectorSet,
@@ -186,6 +219,8 @@ class Readout:
         z: ``[tokens, concepts]`` z-scores against neutral text.
         start: index of the first token that belongs to the part of interest
             (the first generated token for `read_generation`, else 0).
+        band: the layers averaged when more than one (``layer`` is then the middle one).
+        relative: whether each concept's z has the mean over concepts removed.
     """
 
     tokens: tuple[str, ...] = attrs.field(converter=_strs)
@@ -193,6 +228,15 @@ class Readout:
     layer: int
     z: np.ndarray = attrs.field(eq=False)
     start: int = 0
+    band: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
+    relative: bool = False
+
+    @property
+    def label(self) -> str:
+        """``layer 15``, ``layers 12-18 (mean z)``, with ``relative`` when it applies."""
+        where = (f"layers {self.band[0]}-{self.band[-1]} (mean z)" if len(self.band) > 1
+                 else f"layer {self.layer}")
+        return where + (", relative to the mean over concepts" if self.relative else "")
 
     def top(self, k: int = 3) -> list[list[tuple[str, float]]]:
         """Per token, the ``k`` highest-scoring concepts with their z-scores."""
@@ -207,7 +251,8 @@ class Readout:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"layer": self.layer, "start": self.start, "tokens": list(self.tokens),
+        return {"layer": self.layer, "band": list(self.band), "relative": self.relative,
+                "start": self.start, "tokens": list(self.tokens),
                 "concepts": list(self.concepts),
                 "z": np.round(self.z, 3).tolist()}
 
@@ -219,7 +264,7 @@ class Readout:
         """
         use_color = sys.stdout.isatty() if color is None else color
         width = max((len(repr(t)) for t in self.tokens), default=4)
-        lines = [f"layer {self.layer}: z-scores against neutral text (top {top} per token)"]
+        lines = [f"{self.label}: z-scores against neutral text (top {top} per token)"]
         strip = []
         for t, (token, best) in enumerate(zip(self.tokens, self.top(top), strict=True)):
             cells = "  ".join(f"{c} {z:+.1f}" for c, z in best)
@@ -248,7 +293,7 @@ class Readout:
             "body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
             "td{padding:2px 4px;text-align:right}th.t{writing-mode:vertical-rl;"
             "font-weight:normal;white-space:pre}</style></head><body>"
-            f"<h3>{html.escape(title)}: layer {self.layer}, z against neutral text</h3>"
+            f"<h3>{html.escape(title)}: {html.escape(self.label)}, z against neutral text</h3>"
             f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table></body></html>\n")
 
     def save_html(self, path: Path | str) -> Path:
@@ -266,7 +311,7 @@ class Readout:
         ax.set_xticks(range(len(self.tokens)), [t.replace("\n", "\\n") for t in self.tokens],
                       rotation=90, fontsize=7)
         ax.set_yticks(range(len(self.concepts)), self.concepts, fontsize=7)
-        ax.set_title(f"readout at layer {self.layer} (z vs neutral)")
+        ax.set_title(f"readout at {self.label} (z vs neutral)")
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
         target = Path(path)
@@ -313,21 +358,81 @@ def _token_strings(backend: Backend, ids: Sequence[int]) -> list[str]:
 
 
 def read(backend: Backend, vectors: SteeringVectorSet, text: str, *, layer: int,
-         stats: ReadoutStats) -> Readout:
+         stats: ReadoutStats, band: Sequence[int] | None = None,
+         relative: bool = False) -> Readout:
     """Score every token of ``text`` against every concept at ``layer``.
+
+    Args:
+        backend: the model.
+        vectors: readers and offsets.
+        text: the text.
+        layer: the layer to read (ignored when ``band`` is given).
+        stats: neutral statistics at every layer read.
+        band: layers whose z-scores are averaged (the multi-layer read-out).
+        relative: subtract the mean over concepts from every z.
 
     >>> r = read(backend, vectors, "I finally got the job!", layer=15,
     ...          stats=load_or_compute_stats(run_dir, backend, vectors))  # doctest: +SKIP
     >>> r.top(1)[-1]  # doctest: +SKIP
     [('joyful', 3.1)]
     """
-    site = Site(layer=layer)
-    acts = backend.capture_tokens([text], [site])[0][site]
+    layers = list(band) if band else [layer]
+    for x in layers:
+        vectors.layer_index(x)
+    sites = [Site(layer=x) for x in layers]
+    captured = backend.capture_tokens([text], sites)[0]
     tok: Any = backend.tokenizer
     ids = tok(text, add_special_tokens=True)["input_ids"]
-    z = stats.zscore(layer, score_tokens(vectors, layer, acts))
+    z = zscore_tokens(vectors, stats, {s.layer: captured[s] for s in sites}, layers,
+                      relative=relative)
     return Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
-                   layer=layer, z=z)
+                   layer=layers[len(layers) // 2], z=z, band=tuple(layers) if band else (),
+                   relative=relative)
+
+
+def recommended_from_evaluation(run_dir: Path | str | None,
+                                method: str) -> tuple[list[int], list[int]]:
+    """The recommended layer(s) and band of ``method`` in ``RUN_DIR/evaluation.json``.
+
+    Reads ``recommended_layer[method]`` (an int or a list) and, when present,
+    ``recommended_band[method]``; returns empty lists when the file or field is missing.
+    """
+    if run_dir is None or not (Path(run_dir) / "evaluation.json").is_file():
+        return [], []
+    try:
+        data = json.loads((Path(run_dir) / "evaluation.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return [], []
+
+    def as_list(value: Any) -> list[int]:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            return list(value)
+        return []
+
+    layers = as_list((data.get("recommended_layer") or {}).get(method))
+    band = as_list((data.get("recommended_band") or {}).get(method))
+    return layers, band
+
+
+def bundle_from_stats(vectors: SteeringVectorSet, stats: ReadoutStats, *,
+                      recommended_layers: Sequence[int], band: Sequence[int] = (),
+                      shared: Mapping[str, Any] | None = None) -> ReadoutBundle:
+    """The read-out bundle of ``vectors`` with the neutral statistics ``stats``.
+
+    Raises:
+        DimensionMismatchError: ``stats`` lack a layer of ``vectors``.
+    """
+    missing = [x for x in vectors.layers if x not in stats.mean]
+    if missing or tuple(stats.concepts) != tuple(vectors.concepts):
+        raise DimensionMismatchError(
+            f"neutral statistics cover layers {sorted(stats.mean)} and concepts "
+            f"{list(stats.concepts)}; the vectors need layers {list(vectors.layers)} and "
+            f"concepts {list(vectors.concepts)}: recompute them with compute_stats")
+    return vectors.readout_bundle(
+        neutral_mean=stats.mean, neutral_std=stats.std, n_neutral_tokens=stats.n_tokens,
+        skip=_SKIP, recommended_layers=recommended_layers, band=band, shared=shared)
 
 
 def read_generation(
@@ -355,3 +460,58 @@ def read_generation(
     z = stats.zscore(layer, score_tokens(vectors, layer, acts))
     return generation, Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
                                layer=layer, z=z, start=generation.prompt_len)
+
+
+def shared_component(vectors: SteeringVectorSet, stats: ReadoutStats,
+                     hidden: Mapping[int, np.ndarray], layers: Sequence[int], *,
+                     measured_on: str) -> dict[str, Any]:
+    """How much of each concept's z-score variance the mean over concepts explains.
+
+    Args:
+        vectors: readers and offsets.
+        stats: neutral per-token statistics (the z-scores are the read-out's).
+        hidden: ``{layer: [items, d_model]}`` activations to measure on (pooled texts or
+            tokens).
+        layers: one layer or a band (z averaged over it, as the read-out does).
+        measured_on: a description of the items, recorded with the numbers.
+
+    Returns:
+        ``{"layers", "per_concept": {concept: R^2}, "mean", "median", "n_items",
+        "measured_on"}`` (R^2 rounded to 4 digits).
+    """
+    from amygdala.vectors._bundle import shared_variance
+
+    z = zscore_tokens(vectors, stats, hidden, layers)
+    r2 = shared_variance(z)
+    return {"layers": list(layers),
+            "per_concept": {c: round(float(v), 4) for c, v in zip(vectors.concepts, r2,
+                                                                   strict=True)},
+            "mean": round(float(np.nanmean(r2)), 4), "median": round(float(np.nanmedian(r2)), 4),
+            "n_items": int(z.shape[0]), "measured_on": measured_on}
+
+
+def export_run_bundle(run_dir: Path | str, backend: Backend, vectors: SteeringVectorSet, *,
+                      corpus: Path | str | None = None,
+                      data: Any = None, emotional_ids: Sequence[str] = ()) -> Path:
+    """Measure neutral statistics and write the read-out bundle into ``run_dir``.
+
+    The recommended layer(s) and band come from ``run_dir/evaluation.json`` when it names
+    them (else the middle layer). When ``data`` (an `ExtractionInput` of the corpus) and
+    ``emotional_ids`` are given, the shared component is measured on those pooled texts at
+    the recommended layer(s) and recorded in ``readout.json``.
+    """
+    stats = load_or_compute_stats(run_dir, backend, vectors, corpus=corpus)
+    layers, band = recommended_from_evaluation(run_dir, vectors.method)
+    layers = [x for x in layers if x in vectors.layers]
+    band = [x for x in band if x in vectors.layers]
+    shared = None
+    if data is not None and emotional_ids:
+        chosen = layers or [vectors.layers[len(vectors.layers) // 2]]
+        rows = data.rows(list(emotional_ids))
+        hidden = {x: rows[:, data.layers.index(x)] for x in chosen}
+        shared = shared_component(vectors, stats, hidden, chosen,
+                                  measured_on=f"{len(emotional_ids)} pooled corpus texts "
+                                              "(variants and stories)")
+    bundle = bundle_from_stats(vectors, stats, recommended_layers=layers, band=band,
+                               shared=shared)
+    return bundle.save(run_dir)

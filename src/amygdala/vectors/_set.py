@@ -23,10 +23,15 @@ from amygdala.errors import (
     VectorFileError,
 )
 from amygdala.store._store import write_atomic
+from amygdala.vectors._bundle import ReadoutBundle
 
-__all__ = ["FORMAT_VERSION", "SteeringVector", "SteeringVectorSet"]
+__all__ = ["FORMAT_VERSION", "SteeringVector", "SteeringVectorSet", "derived_readers"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 files lack readers and offsets; they are derived from the directions
+# (exact for every method of that time except ``probe``, which then read with its
+# writing direction).
+READABLE_VERSIONS = (1, 2)
 
 
 def _unit_vector(value: Any) -> np.ndarray:
@@ -101,6 +106,20 @@ class SteeringVector:
         return alpha * self.resid_norm * self.direction
 
 
+def derived_readers(directions: np.ndarray, mean: np.ndarray,
+                    std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Readers and offsets of a method whose reading vector is its writing direction.
+
+    The method-space vector is ``unit(direction / std)``; its score of ``h`` is
+    ``unit(direction / std) . (h - mean) / std``.
+    """
+    u = np.asarray(directions, np.float64) / np.asarray(std, np.float64)[None]
+    u /= np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-30)
+    readers = u / np.asarray(std, np.float64)[None]
+    offsets = -np.einsum("cld,ld->cl", readers, np.asarray(mean, np.float64))
+    return readers.astype(np.float32), offsets.astype(np.float32)
+
+
 def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
 
@@ -120,7 +139,13 @@ def _check_set(instance: SteeringVectorSet) -> None:
         raise DimensionMismatchError("raw_norm must be [concepts, layers], resid_norm [layers]")
     if instance.std.shape != (n_layers, d) or instance.mean.shape != (n_layers, d):
         raise DimensionMismatchError("mean and std must be [layers, d_model]")
-    for name in ("directions", "raw_norm", "resid_norm", "std", "mean"):
+    readers, offsets = instance.all_readers, instance.all_offsets
+    if readers.shape != instance.directions.shape or offsets.shape != (c, n_layers):
+        raise DimensionMismatchError(
+            f"readers must be [concepts, layers, d] {instance.directions.shape} and offsets "
+            f"[concepts, layers] {(c, n_layers)}; got {readers.shape} and {offsets.shape}")
+    for name in ("directions", "raw_norm", "resid_norm", "std", "mean", "all_readers",
+                 "all_offsets"):
         if not np.isfinite(getattr(instance, name)).all():
             raise NonFiniteError(f"{name} contains NaN or inf")
     if len(set(instance.concepts)) != len(instance.concepts):
@@ -143,6 +168,12 @@ class SteeringVectorSet:
             (ones for ``raw`` normalisation).
         method: extraction method; ``normalisation``: raw or standardise.
         provenance: model id and fingerprint, corpus hash, counts, library version...
+        readers: ``[concepts, layers, d_model]`` raw-space reading weights and
+        offsets: ``[concepts, layers]``: ``readers[c, l] @ h + offsets[c, l]`` is the
+            method's score of ``h`` (`RawDirections.readers`). When not given they are
+            derived from the directions: ``unit(direction / std) / std``, offset
+            ``-reader . mean`` (the score of every method whose reading and writing
+            vectors coincide).
     """
 
     concepts: tuple[str, ...] = attrs.field(converter=_str_tuple)
@@ -155,9 +186,27 @@ class SteeringVectorSet:
     method: str
     normalisation: str
     provenance: Mapping[str, Any] = attrs.field(factory=dict)
+    readers_: np.ndarray | None = attrs.field(default=None, eq=False, alias="readers")
+    offsets_: np.ndarray | None = attrs.field(default=None, eq=False, alias="offsets")
 
     def __attrs_post_init__(self) -> None:
+        if self.readers_ is None or self.offsets_ is None:
+            readers, offsets = derived_readers(self.directions, self.mean, self.std)
+            object.__setattr__(self, "readers_", readers)
+            object.__setattr__(self, "offsets_", offsets)
         _check_set(self)
+
+    @property
+    def all_readers(self) -> np.ndarray:
+        """``[concepts, layers, d_model]`` raw-space reading weights (see `readers`)."""
+        assert self.readers_ is not None
+        return self.readers_
+
+    @property
+    def all_offsets(self) -> np.ndarray:
+        """``[concepts, layers]`` offsets of the readers."""
+        assert self.offsets_ is not None
+        return self.offsets_
 
     # ----- selection -------------------------------------------------------------------
     def concept_index(self, concept: str) -> int:
@@ -199,6 +248,7 @@ class SteeringVectorSet:
             self, concepts=[self.concepts[i] for i in ci], layers=[self.layers[i] for i in li],
             directions=self.directions[np.ix_(ci, li)], raw_norm=self.raw_norm[np.ix_(ci, li)],
             resid_norm=self.resid_norm[li], mean=self.mean[li], std=self.std[li],
+            readers=self.all_readers[np.ix_(ci, li)], offsets=self.all_offsets[np.ix_(ci, li)],
         )
 
     def method_space(self, layer: int) -> np.ndarray:
@@ -218,23 +268,27 @@ class SteeringVectorSet:
         return u @ u.T  # type: ignore[no-any-return]
 
     def readers(self, layer: int) -> np.ndarray:
-        """``[concepts, d_model]`` unit reading weights that act on raw residuals.
+        """``[concepts, d_model]`` raw-space reading weights at ``layer``.
 
-        A method working in standardised space scores ``u . (x - mean) / std``;
-        its writing direction is ``u * std``, so the raw-space reader is
-        ``direction / std**2`` (normalised). For raw normalisation they coincide.
+        ``readers(layer) @ h + offsets(layer)`` is the method's own score of ``h``
+        (for a method in standardised space ``unit(v) . (h - mean) / std``). They are not
+        renormalised per concept in raw space, so the argmax across concepts is the
+        method's.
         """
-        li = self.layer_index(layer)
-        w = self.directions[:, li] / self.std[li] ** 2
-        unit: np.ndarray = (w / np.linalg.norm(w, axis=-1, keepdims=True)).astype(np.float32)
-        return unit
+        return self.all_readers[:, self.layer_index(layer)].astype(np.float32)
+
+    def offsets(self, layer: int) -> np.ndarray:
+        """``[concepts]`` offsets of `readers` at ``layer`` (the score of the reference mean
+        is zero)."""
+        return self.all_offsets[:, self.layer_index(layer)].astype(np.float32)
 
     # ----- files -----------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:
         """Write ``vectors.safetensors`` and ``vectors.json`` atomically; return the dir."""
         out = Path(directory)
         arrays = {"directions": self.directions, "raw_norm": self.raw_norm,
-                  "resid_norm": self.resid_norm, "mean": self.mean, "std": self.std}
+                  "resid_norm": self.resid_norm, "mean": self.mean, "std": self.std,
+                  "readers": self.all_readers, "offsets": self.all_offsets}
         blob = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
         write_atomic(out / "vectors.safetensors", blob)
         meta = {"format_version": FORMAT_VERSION, "concepts": list(self.concepts),
@@ -263,19 +317,27 @@ class SteeringVectorSet:
             arrays = load_file(str(array_path))
         except (json.JSONDecodeError, OSError, ValueError) as exc:
             raise VectorFileError(f"cannot read vectors in {path}: {exc}") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version")
+        if version not in READABLE_VERSIONS:
             raise VectorFileError(
-                f"{meta_path} has format_version {meta.get('format_version')}, this amygdala "
-                f"reads {FORMAT_VERSION}; upgrade amygdala or retrain"
+                f"{meta_path} has format_version {version}, this amygdala reads "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; upgrade amygdala or retrain"
             )
+        if version >= 2 and ("readers" not in arrays or "offsets" not in arrays):
+            raise VectorFileError(
+                f"{array_path} is format {version} but lacks readers/offsets; the file is "
+                "incomplete: retrain with `amygdala train`")
         try:
             return cls(concepts=meta["concepts"], layers=meta["layers"],
                        directions=arrays["directions"], raw_norm=arrays["raw_norm"],
                        resid_norm=arrays["resid_norm"], mean=arrays["mean"], std=arrays["std"],
                        method=meta["method"], normalisation=meta["normalisation"],
-                       provenance=meta.get("provenance", {}))
+                       provenance=meta.get("provenance", {}), readers=arrays.get("readers"),
+                       offsets=arrays.get("offsets"))
         except KeyError as exc:
             raise VectorFileError(f"{path} lacks field {exc}; the files are incomplete") from exc
+        except (DimensionMismatchError, NonFiniteError) as exc:
+            raise VectorFileError(f"vectors in {path} are inconsistent: {exc}") from exc
 
     # ----- exports -----------------------------------------------------------------------
     def export_gguf(self, path: Path | str, concept: str, *, alpha: float = 1.0,
@@ -305,30 +367,43 @@ class SteeringVectorSet:
         tmp.replace(target)
         return target
 
-    def export_readout(self, directory: Path | str, *, pooling: str = "per_token") -> Path:
-        """Write ``readout.safetensors`` + ``readout.json`` for serving-side readout.
+    def export_readout(self, directory: Path | str, **stats: Any) -> Path:
+        """Write ``readout.safetensors`` + ``readout.json``: `readout_bundle` then save.
 
-        One tensor ``layer_<idx>.vectors`` of shape ``[concepts, hidden]`` per layer:
-        raw-space reading weights (normalisation folded in, see `readers`). A
-        reader takes plain dot products with the hidden state at that layer's
-        output; subtracting ``offsets[layer]`` centres scores on neutral text.
+        ``**stats`` are the arguments of `readout_bundle`.
         """
-        out = Path(directory)
-        tensors, offsets = {}, {}
-        for layer in self.layers:
-            readers = self.readers(layer)
-            tensors[f"layer_{layer}.vectors"] = readers
-            offsets[str(layer)] = (readers @ self.mean[self.layer_index(layer)]).tolist()
-        write_atomic(out / "readout.safetensors", save(tensors))
-        meta = {
-            "format_version": FORMAT_VERSION, "concepts": list(self.concepts),
-            "layers": list(self.layers), "hidden_size": int(self.directions.shape[2]),
-            "dtype": "float32", "site": "resid_post", "pooling": pooling,
-            "normalisation": self.normalisation,
-            "normalisation_folded": self.normalisation != "raw",
-            "note": "vectors act on raw residual activations (output of each layer); "
-                    "score = vectors @ hidden - offsets[layer]",
-            "offsets": offsets, "provenance": dict(self.provenance),
-        }
-        write_atomic(out / "readout.json", (json.dumps(meta, indent=2) + "\n").encode())
-        return out
+        return self.readout_bundle(**stats).save(directory)
+
+    def readout_bundle(
+        self, *, neutral_mean: Mapping[int, np.ndarray],
+        neutral_std: Mapping[int, np.ndarray], n_neutral_tokens: int, skip: int = 2,
+        recommended_layers: Sequence[int] = (), band: Sequence[int] = (),
+        shared: Mapping[str, Any] | None = None,
+    ) -> ReadoutBundle:
+        """The read-out bundle (`amygdala.vectors._bundle`) of these vectors.
+
+        Per layer the readers and offsets (``readers @ h + offsets`` is the method's
+        score) and the neutral per-token mean and std of each concept's score, so a
+        server reproduces ``amygdala read``'s z-scores. ``amygdala train --export-readout``
+        measures the neutral statistics (`amygdala.intervene.bundle_from_stats`).
+
+        Args:
+            neutral_mean: ``{layer: [concepts]}`` mean score over neutral tokens.
+            neutral_std: ``{layer: [concepts]}`` its spread.
+            n_neutral_tokens: tokens behind the statistics.
+            skip: leading positions left out of them.
+            recommended_layers: layer(s) to read by default (default: the middle layer).
+            band: a band of layers for the multi-layer read-out.
+            shared: the shared-component measurement to record.
+        """
+        return ReadoutBundle(
+            concepts=self.concepts, layers=self.layers,
+            readers={x: self.readers(x) for x in self.layers},
+            offsets={x: self.offsets(x) for x in self.layers},
+            neutral_mean={x: np.asarray(neutral_mean[x], np.float32) for x in self.layers},
+            neutral_std={x: np.asarray(neutral_std[x], np.float32) for x in self.layers},
+            skip=skip, n_neutral_tokens=n_neutral_tokens,
+            fit_pooling=str(self.provenance.get("pooling", "unknown")),
+            recommended_layers=list(recommended_layers) or [self.layers[len(self.layers) // 2]],
+            band=band, method=self.method, normalisation=self.normalisation,
+            shared=dict(shared or {}), provenance=self.provenance)

@@ -203,6 +203,7 @@ def train(
         concepts=raw.concepts, layers=layers, directions=raw.directions, raw_norm=raw.raw_norm,
         resid_norm=resid_norm, mean=raw.mean, std=raw.std,
         method=config.method, normalisation=config.normalisation, provenance=provenance,
+        readers=raw.readers, offsets=raw.offsets,
     )
     seconds = time.perf_counter() - start
     run_dir = None
