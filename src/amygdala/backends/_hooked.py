@@ -22,10 +22,12 @@ from amygdala.backends._loading import LoadedModel
 from amygdala.backends._protocol import Ablation, Edit, Generation, Trace
 from amygdala.errors import DimensionMismatchError, UnknownSiteError
 
-__all__ = ["HookFn", "HookedBackend", "Remover"]
+__all__ = ["HookFn", "HookedBackend", "Observer", "Remover"]
 
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
 Remover = Callable[[], None]
+# Called once per forward call with its input ids and the activations at the observed sites.
+Observer = Callable[[torch.Tensor | None, dict[Site, torch.Tensor]], None]
 
 
 def pool(
@@ -219,6 +221,42 @@ class HookedBackend:
         def run() -> Iterator[Trace]:
             with torch.inference_mode(), self._hooks([(s, recorder(s)) for s in sites]):
                 yield trace
+
+        return run()
+
+    def observing(self, sites: Sequence[Site], fn: Observer) -> AbstractContextManager[None]:
+        """Call ``fn(input_ids, {site: acts})`` once per forward call inside the block.
+
+        ``fn`` runs as soon as the last of ``sites`` has been computed (before the
+        rest of the forward pass), with the call's ``input_ids`` ``[batch, seq]``
+        and each site's activation ``[batch, seq, width]``. An exception raised by
+        ``fn`` aborts the forward call (and a surrounding `generate`); the hooks are
+        removed on every exit. This is what a live monitor needs: `tracing` keeps
+        everything until the end, ``observing`` hands each step over as it happens.
+        """
+        wanted = tuple(dict.fromkeys(sites))
+        state: dict[str, Any] = {"ids": None, "acts": {}}
+
+        def remember_ids(_module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            state["ids"], state["acts"] = ids, {}
+
+        def recorder(site: Site) -> HookFn:
+            def record(acts: torch.Tensor) -> None:
+                state["acts"][site] = acts.detach()
+                if len(state["acts"]) == len(wanted):
+                    ready, state["acts"] = state["acts"], {}
+                    fn(state["ids"], ready)
+            return record
+
+        @contextmanager
+        def run() -> Iterator[None]:
+            with ExitStack() as stack:
+                handle = self._hf_model().register_forward_pre_hook(remember_ids,
+                                                                    with_kwargs=True)
+                stack.callback(handle.remove)
+                stack.enter_context(self._hooks([(s, recorder(s)) for s in wanted]))
+                yield
 
         return run()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
@@ -148,6 +148,11 @@ class Backend(Protocol):
     def ablating(self, ablations: Sequence[Ablation]) -> AbstractContextManager[None]: ...
 
     def tracing(self, sites: Sequence[Site]) -> AbstractContextManager[Trace]: ...
+
+    def observing(
+        self, sites: Sequence[Site],
+        fn: Callable[[torch.Tensor | None, dict[Site, torch.Tensor]], None],
+    ) -> AbstractContextManager[None]: ...
 
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]: ...
 

@@ -22,8 +22,10 @@ _COMMAND_MODULES = (
     "lint",
     "circuits",
     "read",
+    "watch",
     "steer",
     "eval_steer",
+    "serve",
     "backends",
     "info",
 )

@@ -1,0 +1,199 @@
+"""`amygdala watch RUN_DIR PROMPT`: tokens as they are generated, with a live concept strip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+NAME = "watch"
+HELP = ("Generate from a prompt and watch concepts token by token: a live strip of the top "
+        "concepts, events inline, --jsonl records for scripts, --steer to watch steering act.")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the watch options to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    parser.add_argument("prompt", metavar="PROMPT", help="the prompt (a user message)")
+    parser.add_argument("--layer", type=int, action="append", default=None,
+                        help="layer(s) to read (repeat; default: the run's best layer)")
+    parser.add_argument("--concepts", default=None,
+                        help="comma-separated concepts to watch (default: all)")
+    parser.add_argument("--max-new-tokens", type=int, default=60)
+    parser.add_argument("--no-chat", action="store_true",
+                        help="feed the prompt raw instead of through the chat template")
+    parser.add_argument("--steer", action="append", default=[], metavar="CONCEPT=ALPHA",
+                        help="steer while generating (repeat for several concepts)")
+    parser.add_argument("--steer-layer", type=int, action="append", default=None,
+                        help="layer(s) to steer (default: the run's best layer)")
+    parser.add_argument("--top", type=int, default=3, help="concepts in the live strip")
+    parser.add_argument("--window", type=float, default=4.0,
+                        help="moving-average span in tokens (default 4)")
+    parser.add_argument("--on", type=float, default=2.0, help="event enter threshold (z)")
+    parser.add_argument("--off", type=float, default=1.0, help="event leave threshold (z)")
+    parser.add_argument("--min-tokens", type=int, default=2,
+                        help="tokens a condition must hold before an event (default 2)")
+    parser.add_argument("--jsonl", metavar="FILE",
+                        help="write the versioned records (start, token..., end) as JSON "
+                        "lines; '-' for stdout (then nothing else is printed there)")
+    parser.add_argument("--plain", action="store_true",
+                        help="no live display: print tokens and events as plain text")
+    parser.add_argument("--corpus", metavar="PATH", default=None,
+                        help="corpus root for neutral statistics when the run's is not found")
+
+
+def parse_steer(items: list[str]) -> dict[str, float]:
+    """Parse ``["joyful=0.2", ...]`` into ``{"joyful": 0.2}``.
+
+    Raises:
+        ValueError: an item is not CONCEPT=NUMBER.
+
+    >>> parse_steer(["joyful=0.2", "afraid=-0.1"])
+    {'joyful': 0.2, 'afraid': -0.1}
+    """
+    out = {}
+    for item in items:
+        concept, sep, value = item.partition("=")
+        try:
+            out[concept.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not concept.strip():
+            raise ValueError(f"--steer expects CONCEPT=ALPHA (e.g. joyful=0.2), got {item!r}")
+    return out
+
+
+def _event_mark(record: Any) -> str:
+    return "".join(f"[{'+' if e.kind == 'enter' else '-'}{e.concept}]" for e in record.events)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate and display the read-out live."""
+    from amygdala.intervene._events import EventRule
+    from amygdala.intervene._monitor import Monitor
+
+    try:
+        steer = parse_steer(args.steer)
+        rule = EventRule(on=args.on, off=args.off, min_tokens=args.min_tokens)
+    except ValueError as exc:
+        print(f"amygdala watch: error: {exc}", file=sys.stderr)
+        return 2
+    concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
+    monitor = Monitor(args.run_dir, layers=args.layer, concepts=concepts, corpus=args.corpus,
+                      window=args.window, rule=rule)
+    options = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat,
+               "steer": steer or None, "steer_layers": args.steer_layer}
+    sink: TextIO | None = None
+    if args.jsonl == "-":
+        sink = sys.stdout
+    elif args.jsonl:
+        sink = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        live = sink is not sys.stdout and not args.plain and sys.stdout.isatty()
+        show = _LiveView(monitor, args.top) if live else None
+        if sink is not None:
+            sink.write(json.dumps(monitor.header(args.prompt)) + "\n")
+        stream = monitor.stream(args.prompt, **options)
+        result = None
+        try:
+            if show is not None:
+                show.start()
+            while True:
+                try:
+                    record = next(stream)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                if sink is not None:
+                    sink.write(json.dumps(record.to_json(raw=True)) + "\n")
+                    sink.flush()
+                if show is not None:
+                    show.add(record)
+                elif sink is not sys.stdout:
+                    print(record.text + _event_mark(record), end="", flush=True)
+        finally:
+            stream.close()
+            if show is not None:
+                show.stop()
+        if sink is not None and result is not None:
+            sink.write(json.dumps(result.footer()) + "\n")
+        if sink is not sys.stdout and result is not None:
+            if show is None:
+                print()
+            events = [e for r in result.records for e in r.events]
+            print(f"[{result.finish_reason}; {len(result.records)} tokens; "
+                  f"layers {', '.join(map(str, monitor.layers))}; "
+                  f"{len(events)} events: "
+                  + (", ".join(f"{e.kind} {e.concept} @{e.step}" for e in events) or "none")
+                  + "]")
+    finally:
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
+    return 0
+
+
+class _LiveView:
+    """A rich Live display: the text with events inline, and bars of the top concepts."""
+
+    def __init__(self, monitor: Any, top: int) -> None:
+        try:
+            from rich.console import Console
+            from rich.live import Live
+        except ImportError as exc:
+            from amygdala.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "the live display needs rich: pip install 'amygdala[serve]' "
+                "(or use --plain / --jsonl)") from exc
+        self.monitor, self.top = monitor, top
+        self.parts: list[tuple[str, str]] = []
+        self.bands: list[Any] = []
+        self.last: Any = None
+        self.live = Live(self._render(), console=Console(), refresh_per_second=12,
+                         transient=False)
+
+    def start(self) -> None:
+        self.live.start()
+
+    def stop(self) -> None:
+        self.live.update(self._render())
+        self.live.stop()
+
+    def add(self, record: Any) -> None:
+        self.last = record
+        style = ""
+        if record.active:
+            style = "bold"
+        self.parts.append((record.text, style))
+        for e in record.events:
+            self.parts.append((f"⟦{'+' if e.kind == 'enter' else '−'}{e.concept}⟧",
+                               "green" if e.kind == "enter" else "red"))
+        if not record.sink:
+            self.bands.append(record.band)
+        self.live.update(self._render())
+
+    def _render(self) -> Any:
+        import numpy as np
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        from amygdala.intervene._display import color_limit
+
+        text = Text()
+        for chunk, style in self.parts:
+            text.append(chunk, style=style)
+        table = Table.grid(padding=(0, 1))
+        last = self.last
+        if last is not None and last.smoothed is not None:
+            limit = color_limit(np.asarray(self.bands)) if self.bands else 3.0
+            order = np.argsort(-last.smoothed)[: self.top]
+            for j in order:
+                value = float(last.smoothed[j])
+                width = round(20 * min(1.0, max(0.0, value) / limit))
+                colour = "green" if last.concepts[j] in last.active else "cyan"
+                table.add_row(Text(f"{last.concepts[j]:>14}"),
+                              Text("█" * width + "·" * (20 - width), style=colour),
+                              Text(f"{value:+.1f}"))
+        return Group(text, Text(""), table)

@@ -1,0 +1,428 @@
+"""Monitor: the read-out while the model generates, one record per token.
+
+Each record carries the token, its scores ``[layers][concepts]`` (raw reader
+scores and z against the run's neutral statistics, computed by the same
+functions `read` uses, so a record equals `read` on the same text), a smoothed
+state (an exponential moving average of the z-scores averaged over the
+monitored layers) and the events it triggered (`EventTracker`).
+
+How a token gets its scores: the residual stream at a token's position exists
+once that token is fed back into the model, i.e. during the forward call that
+chooses the *next* token. The monitor observes every forward call inside
+`Backend.generate` (`Backend.observing`), so with the KV cache each call brings
+exactly one new position; without it (the transformer_lens backend decodes
+uncached by default, see `TransformerLensBackend.generate`) each call re-reads
+the prefix and the monitor takes the last position. To score the last token
+too, generation asks for one token more and stops as soon as the deepest
+monitored layer of that extra call has run, so the extra cost is a partial
+forward pass, not a token.
+
+Generation runs under a per-backend lock: hooks act on the whole model, so two
+monitored generations on one backend would see each other's steering.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+
+from amygdala._types import Site
+from amygdala.backends._registry import Backend, Generation
+from amygdala.errors import UnknownConceptError, UnknownSiteError
+from amygdala.intervene._display import SINK_TOKENS
+from amygdala.intervene._events import EMA, Event, EventRule, EventTracker
+from amygdala.intervene._readout import ReadoutStats, load_or_compute_stats, score_tokens
+from amygdala.intervene._steer import Positions, RunContext, _steering, default_layer, open_run
+from amygdala.vectors._set import SteeringVectorSet
+
+__all__ = [
+    "EVENT_FORMAT",
+    "FinishReason",
+    "Monitor",
+    "MonitorResult",
+    "TokenRecord",
+]
+
+# Version tag of the records `watch --jsonl` writes and the server streams.
+EVENT_FORMAT = "amygdala.live/1"
+FinishReason = Literal["length", "stop", "cancelled"]
+
+
+class _Stop(Exception):  # noqa: N818 - control flow, never leaves this module
+    """Raised inside a hook once the last wanted token has been scored."""
+
+
+class _Cancelled(Exception):  # noqa: N818 - control flow, never leaves this module
+    """Raised inside a hook when the caller cancelled the run."""
+
+
+def _round(a: np.ndarray | None, digits: int = 3) -> Any:
+    if a is None:
+        return None
+    return np.round(a.astype(np.float64), digits).tolist()
+
+
+@attrs.frozen(kw_only=True)
+class TokenRecord:
+    """The read-out of one token, as the model produced (or read) it.
+
+    Attributes:
+        position: absolute position in the sequence (prompt included).
+        step: index among generated tokens, ``None`` for a prompt token.
+        token_id: the token id.
+        token: the token decoded on its own.
+        text: the text this token adds to the output (incremental decoding: empty
+            while a multi-byte character is incomplete, special tokens add nothing).
+        sink: an attention-sink position (``position < 2``): no scores.
+        layers: row order of ``raw`` and ``z``.
+        concepts: column order.
+        raw: ``[layers, concepts]`` reader scores (NaN at sinks).
+        z: ``[layers, concepts]`` z against neutral text (NaN at sinks).
+        smoothed: ``[concepts]`` moving average of z averaged over layers
+            (generated tokens only; ``None`` for prompt tokens).
+        active: concepts in the active state after this token.
+        events: state changes this token triggered.
+    """
+
+    position: int
+    step: int | None
+    token_id: int
+    token: str
+    text: str
+    sink: bool
+    layers: tuple[int, ...]
+    concepts: tuple[str, ...]
+    raw: np.ndarray = attrs.field(eq=False, repr=False)
+    z: np.ndarray = attrs.field(eq=False, repr=False)
+    smoothed: np.ndarray | None = attrs.field(eq=False, repr=False, default=None)
+    active: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    @property
+    def band(self) -> np.ndarray:
+        """``[concepts]``: z averaged over the monitored layers."""
+        return self.z.mean(axis=0)  # type: ignore[no-any-return]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` concepts with the highest layer-averaged z (empty at sinks)."""
+        if self.sink:
+            return []
+        band = self.band
+        order = np.argsort(-band)[:k]
+        return [(self.concepts[j], float(band[j])) for j in order]
+
+    def to_json(self, *, top_k: int | None = None, raw: bool = False) -> dict[str, Any]:
+        """The versioned record (`EVENT_FORMAT`): all scores, or only the top ``top_k``.
+
+        Args:
+            top_k: give ``top`` (concept, z) pairs instead of the full ``z`` table.
+            raw: also give the raw reader scores (full table only).
+        """
+        out: dict[str, Any] = {
+            "format": EVENT_FORMAT, "type": "token", "position": self.position,
+            "step": self.step, "token_id": self.token_id, "token": self.token,
+            "text": self.text, "sink": self.sink,
+        }
+        if top_k is not None:
+            out["top"] = [{"concept": c, "z": round(v, 3)} for c, v in self.top(top_k)]
+        else:
+            out["layers"], out["concepts"] = list(self.layers), list(self.concepts)
+            out["z"] = None if self.sink else _round(self.z)
+            if raw:
+                out["raw"] = None if self.sink else _round(self.raw)
+        out["smoothed"] = _round(self.smoothed)
+        out["active"] = list(self.active)
+        out["events"] = [e.to_json() for e in self.events]
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class MonitorResult:
+    """How a monitored generation ended.
+
+    Attributes:
+        generation: prompt, text and token ids (as `Backend.generate` gives them;
+            a stop token is included in ``token_ids`` but not in ``text``).
+        finish_reason: ``length`` (max_new_tokens reached), ``stop`` (a stop
+            token) or ``cancelled`` (the caller cancelled).
+        records: every record emitted, in order.
+    """
+
+    generation: Generation
+    finish_reason: FinishReason
+    records: tuple[TokenRecord, ...] = attrs.field(eq=False, repr=False)
+
+    def footer(self) -> dict[str, Any]:
+        """The closing record of a stream (``type: end``)."""
+        return {"format": EVENT_FORMAT, "type": "end", "finish_reason": self.finish_reason,
+                "text": self.generation.text,
+                "generated_tokens": len(self.generation.token_ids)
+                - self.generation.prompt_len}
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _backend_lock(backend: Backend) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(backend)
+        if lock is None:
+            lock = _LOCKS[backend] = threading.Lock()
+        return lock
+
+
+class _Detokenizer:
+    """Incremental text of generated ids: each delta is what decoding one more id adds."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = str(self.tok.decode(self.ids, skip_special_tokens=True))
+        if text.endswith("\ufffd") or not text.startswith(self.emitted):
+            return ""  # an incomplete character (or a merge): wait for more ids
+        delta, self.emitted = text[len(self.emitted):], text
+        return delta
+
+
+class Monitor:
+    """Watch concepts while a model generates: per-token scores, smoothing, events.
+
+    Args:
+        run: a run directory (from ``amygdala train``), an opened `RunContext`, or
+            a `SteeringVectorSet` (then ``backend`` and ``stats`` are required).
+        backend: the model's backend (default: the run's model, loaded).
+        layers: layers to read (default: the run's best layer, see `default_layer`).
+        concepts: concepts to report (default: all of the run's).
+        stats: neutral statistics (default: ``load_or_compute_stats`` of the run).
+        corpus: corpus root for the neutral statistics when the run's is not found.
+        window: span of the moving average, in tokens (1: no smoothing).
+        rule: thresholds of the events (default `EventRule()`).
+
+    Raises:
+        UnknownSiteError: a layer has no vectors.
+        UnknownConceptError: a concept is not in the run.
+
+    >>> monitor = Monitor("runs/demo", layers=[15])  # doctest: +SKIP
+    >>> for record in monitor.stream("Tell me about your day.", chat=True):  # doctest: +SKIP
+    ...     print(record.text, record.top(1), [e.kind for e in record.events])
+    """
+
+    def __init__(
+        self, run: RunContext | Path | str | SteeringVectorSet, backend: Backend | None = None,
+        *, layers: Sequence[int] | None = None, concepts: Sequence[str] | None = None,
+        stats: ReadoutStats | None = None, corpus: Path | str | None = None,
+        window: float = 4.0, rule: EventRule | None = None,
+    ) -> None:
+        run_dir: Path | None = None
+        if isinstance(run, SteeringVectorSet):
+            if backend is None or stats is None:
+                raise ValueError("Monitor(vectors, ...) needs backend= and stats=; or pass "
+                                 "a run directory, which has both")
+            vectors = run
+        else:
+            ctx = run if isinstance(run, RunContext) else open_run(run, backend=backend)
+            backend, vectors, run_dir = ctx.backend, ctx.vectors, ctx.run_dir
+        self.backend: Backend = backend
+        self.vectors = vectors
+        self.run_dir = run_dir
+        chosen = tuple(layers) if layers else (default_layer(vectors, run_dir),)
+        for layer in chosen:
+            if layer not in vectors.layers:
+                raise UnknownSiteError(
+                    f"no vectors at layer {layer}; the run has layers "
+                    f"{', '.join(map(str, vectors.layers))}")
+        self.layers = chosen
+        self.concepts = tuple(concepts) if concepts else vectors.concepts
+        unknown = [c for c in self.concepts if c not in vectors.concepts]
+        if unknown:
+            raise UnknownConceptError(
+                f"unknown concepts {', '.join(unknown)}; the run has "
+                f"{', '.join(vectors.concepts)}")
+        self._columns = [vectors.concepts.index(c) for c in self.concepts]
+        if stats is None:
+            assert run_dir is not None  # a vector set without stats raised above
+            stats = load_or_compute_stats(run_dir, self.backend, vectors, corpus=corpus)
+        self.stats = stats
+        self.window = float(window)
+        self.rule = rule if rule is not None else EventRule()
+        EMA(self.window)  # validate the window now, not at the first token
+
+    # ----- scoring ------------------------------------------------------------------
+    def score(self, acts: Mapping[int, torch.Tensor | np.ndarray]) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """Raw and z scores ``[tokens, layers, concepts]`` of hidden states per layer.
+
+        Uses `score_tokens` and `ReadoutStats.zscore`, the functions `read` uses.
+
+        Args:
+            acts: ``{layer: [tokens, d_model]}`` for every monitored layer.
+        """
+        raw, z = [], []
+        for layer in self.layers:
+            r = score_tokens(self.vectors, layer, acts[layer])
+            raw.append(r[:, self._columns])
+            z.append(self.stats.zscore(layer, r)[:, self._columns])
+        return np.stack(raw, axis=1), np.stack(z, axis=1)
+
+    def header(self, prompt: str = "") -> dict[str, Any]:
+        """The opening record of a stream (``type: start``): what the records hold."""
+        return {"format": EVENT_FORMAT, "type": "start", "prompt": prompt,
+                "layers": list(self.layers), "concepts": list(self.concepts),
+                "window": self.window, "rule": self.rule.to_json(), "sink_tokens": SINK_TOKENS,
+                "z": "against neutral text, mean and std per layer and concept"}
+
+    # ----- generation ---------------------------------------------------------------
+    def run(
+        self, prompt: str, *, on_record: Callable[[TokenRecord], None] | None = None,
+        cancel: threading.Event | None = None, max_new_tokens: int = 40, chat: bool = False,
+        steer: Mapping[str, float] | None = None, steer_layers: Sequence[int] | None = None,
+        positions: Positions = "all", include_prompt: bool = False, do_sample: bool = False,
+        temperature: float = 1.0, seed: int = 0, use_cache: bool | None = None,
+    ) -> MonitorResult:
+        """Generate from ``prompt`` and hand every token's record to ``on_record`` at once.
+
+        Args:
+            prompt: the text (with ``chat``, the user's message).
+            on_record: called with each `TokenRecord` as soon as it is scored.
+            cancel: set it (from any thread) to stop generation at the next step.
+            max_new_tokens: tokens to generate at most.
+            chat: wrap the prompt in the model's chat template.
+            steer: ``{concept: alpha}`` steering while generating (see `steer`).
+            steer_layers: layers to steer (default: `default_layer`).
+            positions: where steering applies (``all``, ``prompt``, ``generated``).
+            include_prompt: also emit records for the prompt's tokens.
+            do_sample: as in `Backend.generate`.
+            temperature: as in `Backend.generate`.
+            seed: as in `Backend.generate`.
+            use_cache: KV cache on or off (``None``: the backend's default).
+
+        Returns:
+            The generation, why it ended, and all records.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        backend = self.backend
+        tok: Any = backend.tokenizer
+        prompt_len = int(backend.prompt_ids(prompt, chat=chat).shape[1])
+        sites = {layer: Site(layer=layer) for layer in self.layers}
+        fed: list[int] = []
+        records: list[TokenRecord] = []
+        ema, tracker, detok = EMA(self.window), EventTracker(self.concepts, self.rule), \
+            _Detokenizer(tok)
+
+        def emit(record: TokenRecord) -> None:
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+
+        def observe(input_ids: torch.Tensor | None, acts: dict[Site, torch.Tensor]) -> None:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            assert input_ids is not None  # generate always passes input_ids
+            ids = input_ids[0].tolist()
+            # Cached calls bring only new positions; uncached ones re-read the prefix.
+            offset = len(fed) if (fed and len(ids) == 1) else 0
+            first = len(fed)
+            span = {layer: acts[site][0, first - offset:] for layer, site in sites.items()}
+            raw, z = self.score(span)
+            for i, token_id in enumerate(ids[first - offset:]):
+                position = first + i
+                fed.append(int(token_id))
+                sink = position < SINK_TOKENS
+                rz = (np.full_like(raw[i], np.nan), np.full_like(z[i], np.nan)) if sink \
+                    else (raw[i], z[i])
+                if position < prompt_len:
+                    if include_prompt:
+                        emit(TokenRecord(position=position, step=None, token_id=int(token_id),
+                                         token=str(tok.decode([token_id])), text="", sink=sink,
+                                         layers=self.layers, concepts=self.concepts,
+                                         raw=rz[0], z=rz[1]))
+                    continue
+                events: list[Event] = []
+                smoothed = ema.value.copy() if ema.value is not None else None
+                if not sink:
+                    smoothed = ema.update(z[i].mean(axis=0))
+                    events = tracker.update(smoothed)
+                emit(TokenRecord(position=position, step=position - prompt_len,
+                                 token_id=int(token_id), token=str(tok.decode([token_id])),
+                                 text=detok.push(int(token_id)), sink=sink, layers=self.layers,
+                                 concepts=self.concepts, raw=rz[0], z=rz[1], smoothed=smoothed,
+                                 active=tracker.active_concepts(), events=tuple(events)))
+            if len(fed) - prompt_len >= max_new_tokens:
+                raise _Stop
+
+        options: dict[str, Any] = {} if use_cache is None else {"use_cache": use_cache}
+        finish: FinishReason = "length"
+        generated: tuple[int, ...] = ()
+        with _backend_lock(backend):
+            try:
+                with _steering(backend, prompt, self.vectors if steer else None, steer,
+                               steer_layers, positions, (), chat), \
+                        backend.observing(list(sites.values()), observe):
+                    full = backend.generate(
+                        prompt, max_new_tokens=max_new_tokens + 1, do_sample=do_sample,
+                        temperature=temperature, seed=seed, chat=chat, **options)
+                # Generation ended before the extra token: a stop token it never fed back.
+                generated = full.token_ids[prompt_len:]
+                finish = "stop" if len(generated) <= max_new_tokens else "length"
+                generated = generated[:max_new_tokens]
+            except _Stop:
+                generated = tuple(fed[prompt_len:])
+            except _Cancelled:
+                generated, finish = tuple(fed[prompt_len:]), "cancelled"
+        text = str(tok.decode(list(generated), skip_special_tokens=True))
+        generation = Generation(prompt=prompt, text=text,
+                                token_ids=tuple(fed[:prompt_len]) + tuple(generated),
+                                prompt_len=prompt_len)
+        return MonitorResult(generation=generation, finish_reason=finish,
+                             records=tuple(records))
+
+    def stream(self, prompt: str,
+               **options: Any) -> Generator[TokenRecord, None, MonitorResult]:
+        """Yield records while generation runs (in a worker thread).
+
+        Takes the keyword arguments of `run` except ``on_record`` and ``cancel``.
+        Closing the iterator early (``break``) cancels generation at the next step.
+        The generator's return value is the `MonitorResult`.
+        """
+        items: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+
+        def work() -> None:
+            try:
+                items.put(self.run(prompt, on_record=items.put, cancel=cancel, **options))
+            except BaseException as exc:  # handed to the consumer below
+                items.put(_Failure(exc))
+
+        worker = threading.Thread(target=work, name="amygdala-monitor", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = items.get()
+                if isinstance(item, TokenRecord):
+                    yield item
+                elif isinstance(item, _Failure):
+                    raise item.exc
+                else:
+                    return item  # type: ignore[no-any-return]
+        finally:
+            cancel.set()
+            worker.join()
+
+
+@attrs.frozen
+class _Failure:
+    exc: BaseException

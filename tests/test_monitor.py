@@ -1,0 +1,227 @@
+"""Monitor: live per-token read-out equals `read`, works with steering and the KV cache,
+events with hysteresis, sinks left out, cancellation removes every hook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from amygdala.backends._registry import Backend
+from amygdala.intervene._display import color_limit, relative, sink_mask
+from amygdala.intervene._events import EMA, EventRule, EventTracker
+from amygdala.intervene._monitor import EVENT_FORMAT, Monitor
+from amygdala.intervene._readout import compute_stats, read, read_generation
+from amygdala.intervene._steer import steered_generate
+from tests.test_steer import tiny_vectors
+
+NEUTRAL = ["The kettle clicked off and the water settled.",
+           "A bus left the depot at nine and turned left onto the main road.",
+           "The library opens at ten on weekdays and closes at six."]
+PROMPT = "The cat"
+
+
+def _monitor(backend: Backend, **kwargs: Any) -> Monitor:
+    vs = tiny_vectors()
+    return Monitor(vs, backend, stats=compute_stats(backend, vs, NEUTRAL), **kwargs)
+
+
+def test_records_equal_read_and_read_generation(tiny_backend: Backend) -> None:
+    monitor = _monitor(tiny_backend, layers=[1, 2])
+    result = monitor.run(PROMPT, max_new_tokens=6, include_prompt=True)
+    records = result.records
+    plain = steered_generate(tiny_backend, PROMPT, max_new_tokens=6)
+    assert result.generation.token_ids == plain.token_ids
+    assert [r.token_id for r in records] == list(plain.token_ids)
+    assert result.finish_reason == "length"
+    for li, layer in enumerate((1, 2)):
+        z = np.stack([r.z[li] for r in records])
+        # Prompt tokens: exactly what `read` gives for the prompt text (sinks excepted).
+        prompt = read(tiny_backend, monitor.vectors, PROMPT, layer=layer, stats=monitor.stats)
+        n = len(prompt.tokens)
+        np.testing.assert_allclose(z[2:n], prompt.z[2:], atol=1e-4)
+        # Generated tokens: what `read_generation` (one full trace) gives for the same text.
+        _, whole = read_generation(tiny_backend, monitor.vectors, PROMPT, layer=layer,
+                                   stats=monitor.stats, max_new_tokens=7)
+        np.testing.assert_allclose(z[2:], whole.z[2:len(records)], atol=1e-4)
+    # The attention-sink positions carry no scores and do not feed the smoothed state.
+    assert [r.sink for r in records[:3]] == [True, True, False]
+    assert np.isnan(records[0].z).all() and not np.isnan(records[2].z).any()
+
+
+def test_kv_cache_and_uncached_give_the_same_records() -> None:
+    from amygdala.backends._registry import get_backend
+    from tests.conftest import tiny_llama
+
+    backend = get_backend("torch", tiny_llama())  # TransformerLens decodes uncached by design
+    monitor = _monitor(backend, layers=[0, 2])
+    cached = monitor.run(PROMPT, max_new_tokens=5, use_cache=True, include_prompt=True)
+    uncached = monitor.run(PROMPT, max_new_tokens=5, use_cache=False, include_prompt=True)
+    assert cached.generation.token_ids == uncached.generation.token_ids
+    np.testing.assert_allclose(np.stack([r.z for r in cached.records[2:]]),
+                               np.stack([r.z for r in uncached.records[2:]]), atol=1e-4)
+
+
+def test_steering_changes_tokens_as_steered_generate_does(tiny_backend: Backend) -> None:
+    monitor = _monitor(tiny_backend, layers=[1])
+    kwargs: dict[str, Any] = {"max_new_tokens": 6}
+    plain = monitor.run(PROMPT, **kwargs)
+    steered = monitor.run(PROMPT, steer={"a": 8.0}, steer_layers=[0], **kwargs)
+    library = steered_generate(tiny_backend, PROMPT, vectors=monitor.vectors,
+                               alphas={"a": 8.0}, layers=[0], **kwargs)
+    assert steered.generation.token_ids == library.token_ids
+    assert steered.generation.token_ids != plain.generation.token_ids
+    # Pushing along "a" at layer 1 itself shows in the read-out of "a" at layer 1.
+    pushed = monitor.run(PROMPT, steer={"a": 4.0}, steer_layers=[1], **kwargs)
+    mean_a = [np.mean([r.z[0, 0] for r in res.records]) for res in (plain, pushed)]
+    assert mean_a[1] > mean_a[0] + 1.0
+
+
+def test_closing_the_stream_cancels_and_removes_hooks(tiny_backend: Backend) -> None:
+    monitor = _monitor(tiny_backend, layers=[1])
+    before = tiny_backend.logits([PROMPT])
+    stream = monitor.stream(PROMPT, max_new_tokens=50, steer={"a": 8.0}, steer_layers=[0])
+    got = [next(stream), next(stream)]
+    stream.close()
+    assert [r.step for r in got] == [0, 1]
+    torch.testing.assert_close(tiny_backend.logits([PROMPT]), before)  # no hook left
+    again = monitor.run(PROMPT, max_new_tokens=3)  # the lock was released
+    assert again.finish_reason == "length" and len(again.records) == 3
+
+
+def test_cancel_event_stops_generation(tiny_backend: Backend) -> None:
+    import threading
+
+    monitor = _monitor(tiny_backend)
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def on_record(record: Any) -> None:
+        seen.append(record.step)
+        if record.step == 2:
+            cancel.set()
+
+    result = monitor.run(PROMPT, max_new_tokens=40, on_record=on_record, cancel=cancel)
+    assert result.finish_reason == "cancelled" and seen == [0, 1, 2]
+    assert len(result.generation.token_ids) - result.generation.prompt_len == 3
+
+
+def test_stop_token_ends_with_stop(tiny_backend: Backend) -> None:
+    monitor = _monitor(tiny_backend)
+    eos = tiny_backend.tokenizer.eos_token_id  # type: ignore[attr-defined]
+    model = tiny_backend.loaded.model  # type: ignore[attr-defined]
+    third = steered_generate(tiny_backend, PROMPT, max_new_tokens=3).token_ids[-1]
+    with torch.no_grad():  # the stop token now outscores the greedy third token (or sooner)
+        model.lm_head.weight[eos] = 10 * model.lm_head.weight[third]
+    plain = steered_generate(tiny_backend, PROMPT, max_new_tokens=30)
+    assert eos in plain.token_ids[plain.prompt_len:]
+    result = monitor.run(PROMPT, max_new_tokens=30)
+    assert result.generation.token_ids == plain.token_ids
+    assert result.finish_reason == "stop"
+    # Every token before the stop token has a record; the stop token is never fed back.
+    assert [r.token_id for r in result.records] == list(plain.token_ids[plain.prompt_len:-1])
+
+
+def test_unknown_layer_and_concept_name_the_fix(tiny_backend: Backend) -> None:
+    from amygdala.errors import UnknownConceptError, UnknownSiteError
+
+    with pytest.raises(UnknownSiteError, match="layers 0, 1, 2"):
+        _monitor(tiny_backend, layers=[7])
+    with pytest.raises(UnknownConceptError, match="a, b"):
+        _monitor(tiny_backend, concepts=["joyful"])
+
+
+def test_records_are_versioned_json(tiny_backend: Backend) -> None:
+    monitor = _monitor(tiny_backend, layers=[1, 2], concepts=["b"])
+    record = monitor.run(PROMPT, max_new_tokens=2).records[0]
+    full = json.loads(json.dumps(record.to_json(raw=True)))
+    assert full["format"] == EVENT_FORMAT and full["type"] == "token"
+    assert full["concepts"] == ["b"] and np.asarray(full["z"]).shape == (2, 1)
+    top = record.to_json(top_k=1)
+    assert "z" not in top and top["top"][0]["concept"] == "b"
+    assert monitor.header()["rule"] == {"on": 2.0, "off": 1.0, "min_tokens": 2}
+
+
+def test_ema_matches_the_recurrence() -> None:
+    values = np.array([[1.0, -2.0], [3.0, 0.0], [0.0, 4.0], [2.0, 2.0]])
+    alpha = 2 / (3 + 1)
+    expected, state = [], values[0]
+    for x in values:
+        state = x if not expected else alpha * x + (1 - alpha) * state
+        expected.append(state)
+    ema = EMA(3)
+    np.testing.assert_allclose([ema.update(x) for x in values], expected)
+
+
+def test_hysteresis_by_hand() -> None:
+    tracker = EventTracker(["x", "y"], EventRule(on=2.0, off=1.0, min_tokens=2))
+    xs = [2.5, 1.5, 2.1, 2.2, 1.5, 0.9, 1.2, 0.5, 0.4]
+    ys = [0.0] * len(xs)
+    out = [[(e.kind, e.concept, e.step, e.since) for e in tracker.update([x, y])]
+           for x, y in zip(xs, ys, strict=True)]
+    # 2.5 alone is one token (no enter); 2.1, 2.2 enter at step 3; 1.5 holds (between off
+    # and on); 0.9 then 1.2 is not two in a row below 1; 0.5, 0.4 leave at step 8.
+    assert [e for step in out for e in step] == [("enter", "x", 3, 2), ("leave", "x", 8, 7)]
+    assert tracker.active_concepts() == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-5, 5), min_size=1, max_size=60),
+       on=st.floats(0.5, 3), gap=st.floats(0, 2), k=st.integers(1, 4))
+def test_events_alternate_and_are_earned(values: list[float], on: float, gap: float,
+                                         k: int) -> None:
+    rule = EventRule(on=on, off=on - gap, min_tokens=k)
+    tracker = EventTracker(["c"], rule)
+    events = [e for v in values for e in tracker.update([v])]
+    kinds = [e.kind for e in events]
+    assert kinds == ["enter", "leave"] * (len(kinds) // 2) + ["enter"] * (len(kinds) % 2)
+    for e in events:
+        window = values[e.step - k + 1: e.step + 1]
+        assert len(window) == k and e.since == e.step - k + 1
+        assert all(v >= on for v in window) if e.kind == "enter" else all(
+            v < rule.off for v in window)
+    steps = [e.step for e in events]
+    assert all(b - a >= k for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_rule_and_window_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="off <= on"):
+        EventRule(on=1.0, off=2.0)
+    with pytest.raises(ValueError, match="window"):
+        EMA(0.5)
+
+
+def test_display_rules_leave_sinks_out() -> None:
+    z = np.array([[-100.0, -90.0], [-40.0, 2.0], [1.0, -2.0], [2.5, 0.5], [0.2, 1.0]])
+    mask = sink_mask(len(z))
+    assert mask.tolist() == [True, True, False, False, False]
+    cells = np.abs(z[2:]).ravel()
+    assert color_limit(z, mask=mask, floor=0.0) == pytest.approx(np.percentile(cells, 98))
+    assert color_limit(z, mask=mask) == 3.0  # the floor
+    assert color_limit(z, floor=0.0) > 80  # what an unmasked scale would do
+    np.testing.assert_allclose(relative(z[2:]), z[2:] - z[2:].mean(axis=1, keepdims=True))
+
+
+@pytest.mark.smollm
+def test_smollm_monitor_equals_read_on_the_same_text(smollm_factory: Any,
+                                                     tmp_path_factory: Any) -> None:
+    from tests.live_helpers import build_run
+
+    backend = smollm_factory("torch")
+    run_dir = build_run(backend, Path(tmp_path_factory.mktemp("live")))
+    monitor = Monitor(run_dir, backend, layers=[9, 15])
+    result = monitor.run("The weather today is", max_new_tokens=6)
+    text = backend.tokenizer.decode(list(result.generation.token_ids))  # type: ignore[attr-defined]
+    ids = backend.tokenizer(text)["input_ids"]  # type: ignore[attr-defined,operator]
+    assert tuple(ids) == result.generation.token_ids  # the text round-trips
+    n = result.generation.prompt_len
+    for li, layer in enumerate((9, 15)):
+        whole = read(backend, monitor.vectors, text, layer=layer, stats=monitor.stats)
+        z = np.stack([r.z[li] for r in result.records])
+        np.testing.assert_allclose(z, whole.z[n:], rtol=1e-3, atol=2e-3)
