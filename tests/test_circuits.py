@@ -295,6 +295,113 @@ def test_experiments_on_a_tiny_corpus(tiny_backend: Backend, tmp_path: Path) -> 
     assert [e.rise for e in again.enhancement] == [e.rise for e in result.enhancement]
 
 
+def _four_scenarios(root: Path, planted: bool = False) -> Corpus:
+    """Four scenarios; with ``planted``, two of them (the_dog, the_walk) are rewritten."""
+    texts = {
+        "the_walk": ("Mo walked home at six.", {"a": "Mo walked home, terrified of the dark.",
+                                                 "b": "Mo walked home, delighted by the sky."}),
+        "the_door": ("Ana went to the door.", {"a": "Ana crept to the door, shaking.",
+                                               "b": "Ana ran to the door, laughing."}),
+        "the_dog": ("The dog lay on the mat.", {"a": "The dog lay still, afraid of the storm.",
+                                                "b": "The dog rolled on the mat, happy."}),
+        "the_bus": ("Li took the bus to work.", {"a": "Li took the bus, dreading the boss.",
+                                                 "b": "Li took the bus, grinning all the way."}),
+    }
+    if planted:
+        for slug in ("the_dog", "the_walk"):
+            texts[slug] = ("QQQQ ZZZZ 0000 ####.", {"a": "!!!! XXXXXXXX zzzz ~~~~ ????????",
+                                                   "b": "@@@@ 1234 5678 %%%%"})
+    for slug, (baseline, variants) in texts.items():
+        folder = root / "paired" / slug
+        folder.mkdir(parents=True)
+        (folder / "baseline.txt").write_text(baseline + "\n")
+        for concept, text in variants.items():
+            (folder / f"{concept}.txt").write_text(text + "\n")
+    return Corpus.load(root)
+
+
+def test_crossfit_never_ranks_on_the_held_out_half(tmp_path: Path) -> None:
+    from amygdala.diagnose._circuit_experiments import assign_folds, crossfit_experiments
+
+    backend = get_backend("torch", tiny_llama())
+    vectors = _tiny_vectors(backend)
+    options: dict[str, Any] = {"layer": READ, "k_neurons": (4,), "k_heads": (2,), "draws": 2,
+                               "selections": 2, "scales": (2.0,), "head_method": "direct",
+                               "n_boot": 200, "seed": 3}
+    clean = _four_scenarios(tmp_path / "clean")
+    planted = _four_scenarios(tmp_path / "planted", planted=True)
+    # The folds depend on the slugs and the seed only; find the fold that holds out the
+    # rewritten scenarios.
+    folds = assign_folds(["the_bus", "the_dog", "the_door", "the_walk"], 2, 3)
+    held = folds.index(("the_dog", "the_walk")) if ("the_dog", "the_walk") in folds else None
+    if held is None:
+        options["seed"] = next(seed for seed in range(50) if ("the_dog", "the_walk") in
+                               assign_folds(["the_bus", "the_dog", "the_door", "the_walk"],
+                                            2, seed))
+        folds = assign_folds(["the_bus", "the_dog", "the_door", "the_walk"], 2, options["seed"])
+        held = folds.index(("the_dog", "the_walk"))
+    a = crossfit_experiments(backend, vectors, clean, "a", **options)
+    b = crossfit_experiments(backend, vectors, planted, "a", **options)
+    for fold in a.folds:
+        assert not set(fold.train) & set(fold.test)
+        assert set(fold.train) | set(fold.test) == {"the_bus", "the_dog", "the_door", "the_walk"}
+    # Rewriting the held-out scenarios changes what is measured on them...
+    assert a.folds[held].test == ("the_dog", "the_walk")
+    assert a.folds[held].clean_projection != pytest.approx(b.folds[held].clean_projection)
+    # ...but not what was ranked without them: neither the neurons nor the heads.
+    assert a.folds[held].top_neurons == b.folds[held].top_neurons
+    assert a.folds[held].top_heads == b.folds[held].top_heads
+    # The rewrite is strong enough to change a ranking that does see it (the other fold).
+    other = 1 - held
+    assert (a.folds[other].top_neurons, a.folds[other].top_heads) != (
+        b.folds[other].top_neurons, b.folds[other].top_heads)
+    effect = a.effect("neurons", 4)
+    assert effect is not None and len(effect.fold_drops) == 2
+    # The pooled held-out fall is the scenario-weighted mean of the folds' falls (2 + 2).
+    assert effect.drop == pytest.approx(np.mean(effect.fold_drops))
+    record = json.loads(json.dumps(a.to_json()))
+    assert record["procedure"] == "crossfit" and "passes" in record["ablation"][0]
+    from amygdala.diagnose._circuit_experiments import CrossFitExperiments
+
+    assert CrossFitExperiments.from_json(record).folds == a.folds
+
+
+def test_circuit_passes_only_when_intervals_separate() -> None:
+    from amygdala.diagnose._circuit_experiments import AblationEffect, HeldOutEffect
+
+    common: dict[str, Any] = {"kind": "neurons", "k": 50, "mode": "zero", "drop": 1.5,
+                              "rel_drop": 0.2, "random_drops": (0.3, 0.3, 0.3), "ratio": 5.0,
+                              "ratio_ci": (2.0, 9.0), "excess_ci": (0.2, 1.8),
+                              "scenario_drops": (1.0, 2.0), "accuracy_clean": 1.0,
+                              "accuracy_top": 1.0, "accuracy_random": 1.0}
+    # Five times the random fall: the old 3x rule passes it, but the intervals overlap.
+    overlap = AblationEffect(**common, drop_ci=(1.0, 2.0), random_ci=(0.1, 1.1))
+    assert overlap.passes_ratio and not overlap.passes
+    apart = AblationEffect(**common, drop_ci=(1.0, 2.0), random_ci=(0.1, 0.9))
+    assert apart.passes
+    held: dict[str, Any] = {"kind": "heads", "k": 5, "drop": 1.5, "random_drop": 0.3,
+                            "fold_drops": (1.5,), "fold_random_drops": (0.3,), "rel_drop": 0.2,
+                            "selection_jaccard": 1.0, "accuracy_clean": 1.0,
+                            "accuracy_top": 1.0, "accuracy_random": 1.0}
+    assert not HeldOutEffect(**held, drop_ci=(1.0, 2.0), random_ci=(0.1, 1.0)).passes
+    assert HeldOutEffect(**held, drop_ci=(1.0, 2.0), random_ci=(0.1, 0.99)).passes
+    assert not HeldOutEffect(**held, drop_ci=(np.nan, 2.0), random_ci=(0.1, 0.2)).passes
+
+
+def test_selection_error_enters_the_interval() -> None:
+    from amygdala.diagnose._circuit_experiments import _selection_bootstrap
+
+    # Row 0 (whole-half selection) falls by 5 on every held-out scenario, every
+    # re-selection by 1: the interval must come from the re-selections only.
+    top = [np.array([[5.0, 5.0], [1.0, 1.0], [1.0, 1.0]]), np.array([[5.0], [1.0], [1.0]])]
+    rand = [np.zeros((3, 2)), np.zeros((3, 1))]
+    drop_ci, random_ci = _selection_bootstrap(top, rand, 100, np.random.default_rng(0))
+    assert drop_ci == pytest.approx((1.0, 1.0)) and random_ci == (0.0, 0.0)
+    # Without re-selections, row 0 is all there is.
+    drop_ci, _ = _selection_bootstrap([t[:1] for t in top], rand, 100, np.random.default_rng(0))
+    assert drop_ci == pytest.approx((5.0, 5.0))
+
+
 def test_random_draws_match_per_layer_counts() -> None:
     from amygdala.diagnose._circuit_experiments import _draw
 
@@ -358,11 +465,23 @@ def test_default_read_layer(tmp_path: Path) -> None:
     from amygdala.cli.circuits import default_layer
 
     layers = tuple(range(30))
-    assert default_layer(tmp_path, "paired", layers, 30) == 20  # 2/3 of the depth
+    layer, source = default_layer(tmp_path, "paired", layers, 30)
+    assert layer == 20 and "2/3 of the depth" in source and "missing" in source
     best = {"best": {"paired": {"layer": 15, "accuracy": 0.7}}}
     (tmp_path / "evaluation.json").write_text(json.dumps(best))
-    assert default_layer(tmp_path, "paired", layers, 30) == 15
-    assert default_layer(tmp_path, "paired", (0, 5, 25), 30) == 25  # nearest available
+    assert default_layer(tmp_path, "paired", layers, 30) == (
+        15, f"best['paired'] of {tmp_path / 'evaluation.json'}")
+    layer, source = default_layer(tmp_path, "paired", (0, 5, 25), 30)
+    assert layer == 25 and "vectors lack" in source  # 15 is not in the set: nearest 2/3 depth
+    # Another method's layer is never taken silently.
+    (tmp_path / "evaluation.json").write_text(json.dumps(
+        {"best": {"probe": {"layer": 7}}, "recommended_layer": {"probe": 7}}))
+    layer, source = default_layer(tmp_path, "paired", layers, 30)
+    assert layer == 20 and "no layer for method 'paired'" in source
+    # The recommended layer of the run's method wins over its best.
+    (tmp_path / "evaluation.json").write_text(json.dumps(
+        {"best": {"paired": {"layer": 15}}, "recommended_layer": {"paired": 12}}))
+    assert default_layer(tmp_path, "paired", layers, 30)[0] == 12
 
 
 def test_command_line_options() -> None:
@@ -372,5 +491,6 @@ def test_command_line_options() -> None:
                                       "--scales", "2"])
     assert (args.all, args.k, args.k_heads, args.scales, args.heads) == (
         True, (10, 50), (1, 5, 20), (2.0,), "ablation")
+    assert (args.procedure, args.folds, args.selections) == ("crossfit", 2, 5)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["circuits", "run", "--k", "ten"])

@@ -50,11 +50,14 @@ __all__ = [
     "HeadMethod",
     "HeadScore",
     "NeuronScore",
+    "PairScores",
     "circuit_from_pairs",
     "find_circuit",
     "overlap_matrix",
     "paired_texts",
+    "rank",
     "readout",
+    "score_pairs",
 ]
 
 FORMAT_VERSION = 1
@@ -371,6 +374,164 @@ def paired_texts(corpus: Corpus, concept: str, *,
     return [(s.variants[concept].text, s.baseline.text) for s in chosen]
 
 
+@attrs.frozen(kw_only=True)
+class PairScores:
+    """Per-pair attribution of one concept at one read layer, before any ranking.
+
+    Keeping the scores per pair lets a bootstrap re-rank components on resampled
+    pairs without another forward pass (`rank`), which puts the selection inside
+    the bootstrap (`amygdala.diagnose._circuit_experiments.crossfit_experiments`).
+
+    Attributes:
+        layer: the read layer.
+        neuron_layers: layers whose neurons were scored; ``head_layers``: heads.
+        neurons: ``[pairs, len(neuron_layers), d_mlp]`` direct contributions.
+        heads_direct: ``[pairs, len(head_layers), n_heads]`` direct-path scores.
+        heads_zero: ``[pairs, len(head_layers), n_heads]`` fall when a head is zeroed
+            (None unless heads were scored by ablation); ``heads_mean``: mean-replaced.
+        clean: ``[pairs]`` paired projection without ablation.
+    """
+
+    layer: int
+    neuron_layers: tuple[int, ...]
+    head_layers: tuple[int, ...]
+    neurons: np.ndarray = attrs.field(eq=False)
+    heads_direct: np.ndarray = attrs.field(eq=False)
+    heads_zero: np.ndarray | None = attrs.field(eq=False, default=None)
+    heads_mean: np.ndarray | None = attrs.field(eq=False, default=None)
+    clean: np.ndarray = attrs.field(eq=False)
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of text pairs scored."""
+        return int(self.clean.shape[0])
+
+
+def _weighted_mean(x: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    if weights is None:
+        return x.mean(0)  # type: ignore[no-any-return]
+    w = np.asarray(weights, dtype=np.float64)
+    return np.tensordot(w, x, axes=1) / w.sum()  # type: ignore[no-any-return]
+
+
+def rank(
+    scores: PairScores, weights: np.ndarray | None = None, *, rank_heads_by: RankBy = "mean",
+    keep_neurons: int = 1000,
+) -> tuple[list[NeuronScore], list[HeadScore], float]:
+    """Rank neurons and heads by their (weighted) mean score over pairs.
+
+    Args:
+        scores: from `score_pairs`.
+        weights: ``[pairs]`` non-negative weights (bootstrap counts); None for equal.
+        rank_heads_by: ``mean`` or ``zero`` ablation (ignored without ablation scores:
+            heads are then ranked by their direct path).
+        keep_neurons: how many neurons to keep.
+
+    Returns:
+        (neurons ranked, heads ranked, mean clean projection).
+
+    Raises:
+        ValueError: weights of the wrong shape or all zero.
+    """
+    if weights is not None and (np.shape(weights) != (scores.n_pairs,)
+                                or float(np.sum(weights)) <= 0):
+        raise ValueError(f"weights must be {scores.n_pairs} non-negative numbers with a "
+                         f"positive sum, got {weights!r}")
+    neuron_mean = _weighted_mean(scores.neurons, weights)  # [layers, d_mlp]
+    neurons: list[NeuronScore] = []
+    for li, layer in enumerate(scores.neuron_layers):
+        row = neuron_mean[li]
+        top = np.argsort(-row, kind="stable")[:keep_neurons]
+        neurons += [NeuronScore(layer=layer, index=int(i), score=float(row[i])) for i in top]
+    neurons.sort(key=lambda n: -n.score)
+    neurons = neurons[:keep_neurons]
+    direct = _weighted_mean(scores.heads_direct, weights)
+    zero = None if scores.heads_zero is None else _weighted_mean(scores.heads_zero, weights)
+    mean = None if scores.heads_mean is None else _weighted_mean(scores.heads_mean, weights)
+    by = direct
+    if zero is not None and mean is not None:
+        by = zero if rank_heads_by == "zero" else mean
+    heads = [HeadScore(layer=layer, index=h, score=float(by[li, h]),
+                       direct=float(direct[li, h]),
+                       zero=None if zero is None else float(zero[li, h]),
+                       mean=None if mean is None else float(mean[li, h]))
+             for li, layer in enumerate(scores.head_layers) for h in range(direct.shape[1])]
+    heads.sort(key=lambda h: -h.score)
+    return neurons, heads, float(_weighted_mean(scores.clean, weights))
+
+
+def score_pairs(
+    backend: Backend, *, pairs: Sequence[tuple[str, str]], reader: np.ndarray, layer: int,
+    head_method: HeadMethod = "ablation", head_layers: Sequence[int] | None = None,
+    pooling: Pooling = _POOLING, store: ActivationStore | None = None, batch_size: int = 16,
+) -> PairScores:
+    """Score every neuron and head of layers ``<= layer`` on each text pair.
+
+    Args:
+        backend: the model.
+        pairs: (variant text, baseline text) per scenario.
+        reader: ``[d_model]`` raw-space reading weights at ``layer``.
+        layer: the read layer (its ``resid_post``).
+        head_method: ``ablation`` (zero and mean, one forward pass per head and text,
+            batched) or ``direct`` (direct path only, no extra passes).
+        head_layers: layers whose heads are scored (default: all ``<= layer``).
+        pooling: token pooling (the store's, when a store is given).
+        store: activation store for the neuron/head captures.
+        batch_size: rows per forward pass.
+
+    Returns:
+        `PairScores`.
+
+    Raises:
+        UnknownSiteError: ``layer`` or a head layer is outside the model.
+        ValueError: bad method, reader shape or no pairs.
+    """
+    dims = backend.dims
+    dims.check(Site(layer=layer))
+    if head_method not in HEAD_METHODS:
+        raise ValueError(f"head_method must be one of {HEAD_METHODS}, got {head_method!r}")
+    if not pairs:
+        raise ValueError("no text pairs; a circuit needs at least one")
+    u = np.asarray(reader, dtype=np.float64)
+    if u.shape != (dims.d_model,):
+        raise ValueError(f"reader must have shape ({dims.d_model},), got {u.shape}")
+    layers = list(range(layer + 1))
+    hlayers = layers if head_layers is None else sorted(set(head_layers))
+    bad = [x for x in hlayers if not 0 <= x <= layer]
+    if bad:
+        raise UnknownSiteError(f"head layers {bad} are not in 0..{layer} (the read layer)")
+    if store is not None:
+        pooling = store.pooling
+    idx = _index_pairs(pairs)
+    neuron_sites = [Site(layer=x, point="mlp_neurons") for x in layers]
+    head_sites = [Site(layer=x, point="attn_heads") for x in hlayers]
+    acts = _pooled(backend, idx.texts, [Site(layer=layer), *neuron_sites, *head_sites],
+                   pooling, store, batch_size)
+    clean = acts[Site(layer=layer)] @ u
+    neurons = np.stack([
+        (acts[s][idx.variant] - acts[s][idx.baseline])
+        * (backend.mlp_out_weights(s.layer).double().numpy() @ u)[None]
+        for s in neuron_sites], axis=1)
+    direct = []
+    means: dict[int, torch.Tensor] = {}
+    for site in head_sites:
+        z = acts[site].reshape(len(idx.texts), dims.n_heads, dims.d_head)
+        zdiff = z[idx.variant] - z[idx.baseline]  # [pairs, heads, d_head]
+        w_u = backend.head_out_weights(site.layer).double().numpy() @ u  # [heads, d_head]
+        direct.append((zdiff * w_u[None]).sum(-1))
+        means[site.layer] = torch.from_numpy(acts[site].mean(0)).float()
+    zero = mean = None
+    if head_method == "ablation":
+        sweep = _head_sweep(backend, idx, u, [(x, h) for x in hlayers for h in range(dims.n_heads)],
+                            means, layer=layer, pooling=pooling, batch_size=batch_size)
+        zero, mean = (np.array([[sweep[mode][(x, h)] for h in range(dims.n_heads)]
+                                for x in hlayers]).transpose(2, 0, 1) for mode in ("zero", "mean"))
+    return PairScores(layer=layer, neuron_layers=tuple(layers), head_layers=tuple(hlayers),
+                      neurons=neurons, heads_direct=np.stack(direct, axis=1),
+                      heads_zero=zero, heads_mean=mean,
+                      clean=clean[idx.variant] - clean[idx.baseline])
+
+
 def circuit_from_pairs(
     backend: Backend, *, concept: str, pairs: Sequence[tuple[str, str]], reader: np.ndarray,
     layer: int, head_method: HeadMethod = "ablation", rank_heads_by: RankBy = "mean",
@@ -408,68 +569,22 @@ def circuit_from_pairs(
         ValueError: bad method, reader shape or no pairs.
     """
     start = time.perf_counter()
-    dims = backend.dims
-    dims.check(Site(layer=layer))
-    if head_method not in HEAD_METHODS:
-        raise ValueError(f"head_method must be one of {HEAD_METHODS}, got {head_method!r}")
     if rank_heads_by not in ("zero", "mean"):
         raise ValueError(f"rank_heads_by must be 'zero' or 'mean', got {rank_heads_by!r}")
     if not pairs:
         raise ValueError(f"no text pairs for {concept!r}; the circuit needs at least one")
-    u = np.asarray(reader, dtype=np.float64)
-    if u.shape != (dims.d_model,):
-        raise ValueError(f"reader must have shape ({dims.d_model},), got {u.shape}")
-    layers = list(range(layer + 1))
-    hlayers = layers if head_layers is None else sorted(set(head_layers))
-    bad = [x for x in hlayers if not 0 <= x <= layer]
-    if bad:
-        raise UnknownSiteError(f"head layers {bad} are not in 0..{layer} (the read layer)")
-    if store is not None:
-        pooling = store.pooling
-    idx = _index_pairs(pairs)
-    neuron_sites = [Site(layer=x, point="mlp_neurons") for x in layers]
-    head_sites = [Site(layer=x, point="attn_heads") for x in hlayers]
-    acts = _pooled(backend, idx.texts, [Site(layer=layer), *neuron_sites, *head_sites],
-                   pooling, store, batch_size)
-    clean = acts[Site(layer=layer)] @ u
-    clean_projection = float((clean[idx.variant] - clean[idx.baseline]).mean())
-
-    neurons: list[NeuronScore] = []
-    for site in neuron_sites:
-        a = acts[site]
-        diff = (a[idx.variant] - a[idx.baseline]).mean(0)
-        w_u = backend.mlp_out_weights(site.layer).double().numpy() @ u
-        scores = diff * w_u
-        top = np.argsort(-scores)[:keep_neurons]
-        neurons += [NeuronScore(layer=site.layer, index=int(i), score=float(scores[i]))
-                    for i in top]
-    neurons.sort(key=lambda n: -n.score)
-    neurons = neurons[:keep_neurons]
-
-    direct: dict[tuple[int, int], float] = {}
-    means: dict[int, torch.Tensor] = {}
-    for site in head_sites:
-        z = acts[site].reshape(len(idx.texts), dims.n_heads, dims.d_head)
-        zdiff = (z[idx.variant] - z[idx.baseline]).mean(0)  # [heads, d_head]
-        w_u = backend.head_out_weights(site.layer).double().numpy() @ u  # [heads, d_head]
-        for h, value in enumerate((zdiff * w_u).sum(-1)):
-            direct[(site.layer, h)] = float(value)
-        means[site.layer] = torch.from_numpy(acts[site].mean(0)).float()
-    measured: dict[str, dict[tuple[int, int], float]] = {}
-    if head_method == "ablation":
-        measured = _head_sweep(backend, idx, u, list(direct), means, layer=layer,
-                               pooling=pooling, batch_size=batch_size)
-    heads = [HeadScore(layer=lh[0], index=lh[1],
-                       score=measured[rank_heads_by][lh] if measured else d, direct=d,
-                       zero=measured["zero"][lh] if measured else None,
-                       mean=measured["mean"][lh] if measured else None)
-             for lh, d in direct.items()]
-    heads.sort(key=lambda h: -h.score)
+    scores = score_pairs(backend, pairs=pairs, reader=reader, layer=layer,
+                         head_method=head_method, head_layers=head_layers, pooling=pooling,
+                         store=store, batch_size=batch_size)
+    neurons, heads, clean_projection = rank(scores, rank_heads_by=rank_heads_by,
+                                            keep_neurons=keep_neurons)
+    measured = scores.heads_zero is not None
     params = {
-        "pooling": pooling.key, "head_method": head_method,
-        "rank_heads_by": rank_heads_by if measured else "direct",
-        "head_layers": hlayers, "neuron_layers": layers, "keep_neurons": keep_neurons,
-        "n_pairs": len(pairs), "neuron_score": "paired pooled activation x (W_down . reader)",
+        "pooling": (store.pooling if store is not None else pooling).key,
+        "head_method": head_method, "rank_heads_by": rank_heads_by if measured else "direct",
+        "head_layers": list(scores.head_layers), "neuron_layers": list(scores.neuron_layers),
+        "keep_neurons": keep_neurons, "n_pairs": len(pairs),
+        "neuron_score": "paired pooled activation x (W_down . reader)",
         "seconds": round(time.perf_counter() - start, 2),
     }
     loaded = getattr(backend, "loaded", None)
@@ -491,8 +606,8 @@ def paired_effect(projections: np.ndarray, idx_variant: np.ndarray,
 def _head_sweep(
     backend: Backend, idx: _Pairs, u: np.ndarray, heads: list[tuple[int, int]],
     means: dict[int, torch.Tensor], *, layer: int, pooling: Pooling, batch_size: int,
-) -> dict[str, dict[tuple[int, int], float]]:
-    """Fall of the paired projection when each head alone is zeroed / mean-replaced."""
+) -> dict[str, dict[tuple[int, int], np.ndarray]]:
+    """Per-pair fall of the paired projection when each head alone is zeroed / mean-replaced."""
     configs: list[list[Ablation]] = [[]]
     keys: list[tuple[str, tuple[int, int]]] = []
     for mode in ("zero", "mean"):
@@ -504,10 +619,10 @@ def _head_sweep(
     pooled = readout(backend, idx.texts, configs, jobs, layer=layer, pooling=pooling,
                      batch_size=batch_size)
     proj = (pooled @ u).reshape(len(configs), len(idx.texts))
-    paired = paired_effect(proj, idx.variant, idx.baseline).mean(-1)  # [configs]
-    out: dict[str, dict[tuple[int, int], float]] = {"zero": {}, "mean": {}}
+    paired = paired_effect(proj, idx.variant, idx.baseline)  # [configs, pairs]
+    out: dict[str, dict[tuple[int, int], np.ndarray]] = {"zero": {}, "mean": {}}
     for (mode, lh), value in zip(keys, paired[1:], strict=True):
-        out[mode][lh] = float(paired[0] - value)
+        out[mode][lh] = paired[0] - value
     return out
 
 
