@@ -17,11 +17,12 @@ def main() -> None:
     corpus = amygdala.Corpus.load(ROOT / "paired")
     session = amygdala.open_session(amygdala.TrainConfig())
     layers = tuple(range(8, 24, 3))
+    trained: dict[str, amygdala.SteeringVectorSet] = {}
     for method in ("paired", "unpaired"):
         config = amygdala.TrainConfig(method=method, layers=layers)
         result = amygdala.train(corpus, config=config, session=session,
                                 out=ROOT / "runs" / f"example_{method}")
-        vectors = result.vectors
+        vectors = trained[method] = result.vectors
         nearest = vectors.cosine_matrix(layers[-1])[vectors.concept_index("afraid")]
         order = [vectors.concepts[i] for i in nearest.argsort()[::-1][1:4]]
         print(f"{method:>9}: {len(vectors.concepts)} concepts; nearest to 'afraid' at layer "
@@ -31,8 +32,9 @@ def main() -> None:
         layer, accuracy = evaluation.best_layer(method)
         print(f"held-out accuracy {method}: {accuracy:.3f} at layer {layer} "
               f"(bag-of-words {evaluation.bag_of_words:.3f}, chance {evaluation.chance:.3f})")
-    path = vectors.export_gguf(ROOT / "runs" / "afraid.gguf", "afraid")
-    print(f"llama.cpp control vector: {path}")
+    # The paired vectors, at the default band (5 layers around the middle one) and strength.
+    path = trained["paired"].export_gguf(ROOT / "runs" / "afraid.gguf", "afraid")
+    print(f"llama.cpp control vector (paired): {path}")
 
 
 if __name__ == "__main__":

@@ -196,13 +196,15 @@ def test_exports(tmp_path: Path) -> None:
 
     corpus, data, _ = synthetic()
     vectors = make_set(corpus, data)
-    path = vectors.export_gguf(tmp_path / "sad.gguf", "sad", alpha=2.0)
+    # direction.L is added by llama.cpp to the output of 0-based block L; it rejects
+    # direction.0, so layer 0 is not written (tests/test_gguf.py covers the rest).
+    path = vectors.export_gguf(tmp_path / "sad.gguf", "sad", layers=[0, 1], strength=2.0)
     reader = gguf.GGUFReader(str(path))
     names = sorted(t.name for t in reader.tensors)
-    assert names == ["direction.1", "direction.2"]
+    assert names == ["direction.1"]
     arch = reader.fields["general.architecture"]
     assert bytes(arch.parts[arch.data[0]]).decode() == "controlvector"
-    tensor = next(t for t in reader.tensors if t.name == "direction.2")
+    tensor = next(t for t in reader.tensors if t.name == "direction.1")
     np.testing.assert_allclose(np.linalg.norm(tensor.data), 2.0 * 20.0, rtol=1e-4)
     ones = {x: np.ones(3, np.float32) for x in LAYERS}
     vectors.export_readout(tmp_path, neutral_mean=ones, neutral_std=ones, n_neutral_tokens=5)

@@ -71,7 +71,12 @@ def test_cli_train_then_warm_rerun_captures_nothing(
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "held-out accuracy" in first and "bag-of-words" in first
-    assert (tmp_path / "run" / "afraid.gguf").is_file()
+    # The control vector covers the steering band (both layers here) at the default strength.
+    control = SteeringVectorSet.from_gguf(tmp_path / "run" / "afraid.gguf")
+    trained = SteeringVectorSet.load(tmp_path / "run")
+    assert control.layers == (10, 20) and control.concepts == ("afraid",)
+    np.testing.assert_allclose(control.directions[0], trained.select(
+        concepts=["afraid"]).directions[0], atol=1e-6)
     assert (tmp_path / "run" / "readout.safetensors").is_file()
     assert main(args) == 0
     assert "captured 0 new texts" in capsys.readouterr().out

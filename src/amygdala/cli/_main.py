@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "steer",
     "eval_steer",
     "serve",
+    "import_gguf",
     "backends",
     "info",
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 from amygdala.cli._common import add_model_options, parse_layers
 from amygdala.store._store import write_atomic
 from amygdala.vectors._extract import METHODS, NORMALISATIONS
+from amygdala.vectors._gguf import DEFAULT_GGUF_BAND, DEFAULT_GGUF_STRENGTH
 
 NAME = "train"
 HELP = "train steering vectors on a corpus and report held-out accuracy (and quality)"
@@ -33,6 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also write readout.safetensors + readout.json")
     parser.add_argument("--export-gguf", metavar="CONCEPT", action="append", default=[],
                         help="also write a llama.cpp control vector for CONCEPT (repeatable)")
+    parser.add_argument("--gguf-layers", default=None, metavar="LAYERS",
+                        help="layers of the control vector, '10-20' or '13,15' (default: the "
+                             f"{DEFAULT_GGUF_BAND} layers around the steering layer; never 0)")
+    parser.add_argument("--gguf-strength", type=float, default=DEFAULT_GGUF_STRENGTH,
+                        metavar="ALPHA",
+                        help="per-layer strength in units of the layer's residual norm "
+                             f"(default {DEFAULT_GGUF_STRENGTH})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -73,9 +81,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"held-out accuracy (leave one scenario out, {evaluation.n_items} variants): "
               f"best layer {layer}: {acc:.3f}  |  bag-of-words {evaluation.bag_of_words:.3f}  "
               f"|  chance {evaluation.chance:.3f}")
-    for concept in args.export_gguf:
-        path = vectors.export_gguf(args.out / f"{concept}.gguf", concept)
-        print(f"wrote {path}")
+    if args.export_gguf:
+        from amygdala.intervene._steer import default_layer
+        from amygdala.vectors._gguf import default_gguf_layers, export_gguf
+
+        gguf_layers = parse_layers(args.gguf_layers) or default_gguf_layers(
+            vectors, default_layer(vectors, args.out))
+        hint = str(getattr(session.loaded.model.config, "model_type", "llama"))
+        for concept in args.export_gguf:
+            path = export_gguf(vectors, args.out / f"{concept}.gguf", concept,
+                               layers=gguf_layers, strength=args.gguf_strength, model_hint=hint)
+            print(f"wrote {path}: direction.L for layers {[x for x in gguf_layers if x]}, "
+                  f"strength {args.gguf_strength} x residual norm per layer")
     if args.export_readout:
         from amygdala.intervene._readout import export_run_bundle
 

@@ -340,32 +340,31 @@ class SteeringVectorSet:
             raise VectorFileError(f"vectors in {path} are inconsistent: {exc}") from exc
 
     # ----- exports -----------------------------------------------------------------------
-    def export_gguf(self, path: Path | str, concept: str, *, alpha: float = 1.0,
+    def export_gguf(self, path: Path | str, concept: str, *,
+                    layers: Sequence[int] | None = None, strength: float | None = None,
                     model_hint: str = "llama") -> Path:
-        """Write a llama.cpp control vector for one concept (repeng's layout).
+        """Write a llama.cpp control vector for one concept (`amygdala.vectors._gguf`).
 
-        Tensor ``direction.{n}`` holds the vector for the output of 0-based block
-        ``n - 1`` (Hugging Face ``hidden_states[n]``), scaled to ``alpha`` times the
-        layer's typical residual norm. Load it with ``llama-cli --control-vector``.
+        Tensor ``direction.{L}`` holds the vector llama.cpp adds to the output of
+        0-based block ``L`` (``resid_post`` of layer ``L``, Hugging Face
+        ``hidden_states[L + 1]``): ``strength * resid_norm[L] * direction``. Layer 0
+        is skipped with a warning (llama.cpp rejects ``direction.0``). Defaults: the
+        5 layers around the middle of the set, strength 0.04 per layer.
         """
-        import gguf
+        from amygdala.vectors._gguf import DEFAULT_GGUF_STRENGTH, export_gguf
 
-        ci = self.concept_index(concept)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        writer = gguf.GGUFWriter(str(tmp), "controlvector")
-        writer.add_string("controlvector.model_hint", model_hint)
-        writer.add_uint32("controlvector.layer_count", len(self.layers))
-        for li, layer in enumerate(self.layers):
-            vec = (alpha * self.resid_norm[li] * self.directions[ci, li]).astype(np.float32)
-            writer.add_tensor(f"direction.{layer + 1}", vec)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        tmp.replace(target)
-        return target
+        return export_gguf(self, path, concept, layers=layers, model_hint=model_hint,
+                           strength=DEFAULT_GGUF_STRENGTH if strength is None else strength)
+
+    @classmethod
+    def from_gguf(cls, path: Path | str, *, concept: str | None = None) -> SteeringVectorSet:
+        """Read a llama.cpp control vector (amygdala, repeng or llama.cpp layout).
+
+        ``direction.{L}`` becomes layer ``L``; see `amygdala.vectors._gguf.import_gguf`.
+        """
+        from amygdala.vectors._gguf import import_gguf
+
+        return import_gguf(path, concept=concept)
 
     def export_readout(self, directory: Path | str, **stats: Any) -> Path:
         """Write ``readout.safetensors`` + ``readout.json``: `readout_bundle` then save.
