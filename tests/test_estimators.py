@@ -16,7 +16,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from amygdala.backends._registry import Backend
-from amygdala.corpus._model import Corpus, Scenario, Text
+from amygdala.corpus._model import Corpus
 from amygdala.errors import AmygdalaError, DegenerateDirectionError, VectorFileError
 from amygdala.intervene._readout import (
     bundle_from_stats,
@@ -35,7 +35,7 @@ from amygdala.vectors._extract import (
     reference_stats,
 )
 from amygdala.vectors._set import SteeringVectorSet
-from tests.test_extract import CONCEPTS, D, LAYERS, synthetic
+from tests.test_extract import LAYERS, D, synthetic
 
 
 def anisotropic(seed: int = 0) -> tuple[Corpus, ExtractionInput]:
@@ -105,7 +105,7 @@ def test_paired_centred_is_the_same_for_one_concept_or_all() -> None:
         np.testing.assert_allclose(one.directions[0], every.directions[c], atol=1e-6)
         np.testing.assert_allclose(one.readers[0], every.readers[c], rtol=1e-5, atol=1e-7)
     # And by hand: centred variants averaged over scenarios, minus the mean over concepts.
-    mean, std = reference_stats(data, corpus)
+    _mean, std = reference_stats(data, corpus)
     means = {}
     for concept in corpus.paired_concepts:
         rows = []
@@ -212,7 +212,7 @@ def test_combined_and_subspace_by_hand() -> None:
     st = z[[row[t.id] for t in corpus.stories_for(concept)]]
     m = (var.T @ var - base.T @ base + st.T @ st) / n - len(st) / n * neutral.T @ neutral / len(
         neutral)
-    vals, vecs = np.linalg.eigh(m)
+    _vals, vecs = np.linalg.eigh(m)
     first = vecs[:, -1] * np.sign(vecs[:, -1] @ (var.sum(0) - base.sum(0) + st.sum(0)
                                                  - len(st) * neutral.mean(0)))
     got = unit(raw.directions[raw.concepts.index(concept), 0] / std[0])

@@ -9,7 +9,7 @@ Files (safetensors + JSON, never pickle):
   deviation of each concept's score per layer (z-scores), the pooling the vectors were
   fit with, the recommended layer(s) and band, and the share of each concept's score
   variance that the component shared by all concepts explains. Field list:
-  ``docs/readout.md``.
+  ``docs/steering.md`` (the read-out bundle).
 
 `ReadoutBundle.zscores` is the reference implementation of the z-scores, a band of
 layers (mean z over the band) and the relative read-out (each concept minus the mean over
