@@ -24,6 +24,7 @@ from amygdala.backends import (
     DEFAULT_MODEL,
     Backend,
     LoadedModel,
+    attach,
     available_backends,
     get_backend,
     load_model,
@@ -48,6 +49,7 @@ from amygdala.intervene import (
     read_generation,
     steer,
     steered_generate,
+    steering,
 )
 from amygdala.store import ActivationStore
 from amygdala.vectors import (
@@ -92,6 +94,7 @@ __all__ = [
     "SteeringVectorSet",
     "Text",
     "TrainConfig",
+    "attach",
     "available_backends",
     # stage packages
     "backends",
@@ -115,6 +118,7 @@ __all__ = [
     "read_generation",
     "steer",
     "steered_generate",
+    "steering",
     "store",
     "train",
     "vectors",

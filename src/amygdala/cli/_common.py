@@ -7,7 +7,7 @@ from pathlib import Path
 
 from amygdala.errors import UnknownSiteError
 
-__all__ = ["add_model_options", "parse_layers"]
+__all__ = ["add_device_options", "add_model_options", "parse_layers"]
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -25,8 +25,20 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
     return tuple(sorted(set(layers)))
 
 
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """Add --device and --dtype (every command that loads a model has them)."""
+    from amygdala.backends._device import DEVICE_HELP, DTYPES
+
+    parser.add_argument("--device", default="auto",
+                        help=f"where the model runs: {DEVICE_HELP} (default auto)")
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                        help="model parameter dtype (default float32, or the run's own for "
+                        "commands that open a run); bfloat16 halves GPU memory, pooled "
+                        "statistics stay float32")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Add --model, --backend, --store, --batch-size."""
+    """Add --model, --backend, --store, --batch-size, --device, --dtype."""
     from amygdala.backends._loading import DEFAULT_MODEL
     from amygdala.backends._registry import BACKENDS
 
@@ -37,3 +49,4 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, default=None,
                         help="activation store directory (default: <cache>/activations)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
+    add_device_options(parser)

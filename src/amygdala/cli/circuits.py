@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from amygdala.cli._common import add_device_options
+
 NAME = "circuits"
 HELP = ("find the MLP neurons and attention heads that write a concept at a read layer, "
         "then ablate/enhance them against random components")
@@ -69,6 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="corpus root (default: the one recorded in the run)")
+    add_device_options(parser)
     parser.add_argument("--backend", default=None, choices=("torch", "transformer_lens"),
                         help="backend (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
@@ -143,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     session = open_session(TrainConfig(
         model=config["model"], backend=args.backend or config.get("backend", "torch"),
         pooling=pooling, store=None if config.get("store") is None else Path(config["store"]),
-        store_dtype=config.get("store_dtype", "float32")))
+        store_dtype=config.get("store_dtype", "float32"), device=args.device,
+        dtype=args.dtype or config.get("dtype", "float32")))
     dims = session.backend.dims
     if args.layer is not None:
         layer, layer_source = args.layer, "--layer"

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from amygdala.cli._common import add_device_options
 from amygdala.intervene._eval_steer import (
     DEFAULT_ALPHAS,
     DEFAULT_FACTORS,
@@ -26,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the eval-steer options to ``parser``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
     parser.add_argument("--concepts", nargs="+", default=None, help="default: all")
+    add_device_options(parser)
     parser.add_argument("--alphas", type=_floats, default=list(DEFAULT_ALPHAS),
                         help="vector strengths, comma-separated (default "
                         f"{','.join(map(str, DEFAULT_ALPHAS))}; units: residual norm)")
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    ctx = open_run(args.run_dir)
+    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
     vectors = ctx.vectors
     layer = args.layer if args.layer is not None else default_layer(vectors, ctx.run_dir)
     vectors.layer_index(layer)

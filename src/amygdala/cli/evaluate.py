@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         methods.remove("unpaired")
         print("no stories/ next to the corpus: skipping 'unpaired'", file=sys.stderr)
     config = TrainConfig(model=args.model, backend=args.backend, store=args.store,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, device=args.device,
+                         dtype=args.dtype or "float32")
     session = open_session(config)
     layers = parse_layers(args.layers) or tuple(range(session.backend.dims.n_layers))
     data, _ = capture_corpus(session, corpus, layers, batch_size=args.batch_size,

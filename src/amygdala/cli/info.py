@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from amygdala.cli._common import add_device_options
+
 NAME = "info"
 HELP = "Load a model and print its id, fingerprint, sizes, paths and a capture check."
 
@@ -26,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch",
                         help="backend used for the capture check (default: torch; "
                         "`amygdala backends` lists them)")
+    add_device_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from amygdala.backends._loading import cache_dir, load_model
     from amygdala.backends._registry import get_backend
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype or "float32")
     dims = loaded.dims
     rows = [
         ("model", loaded.model_id),

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from amygdala.cli._common import add_device_options
+
 NAME = "read"
 HELP = "Show per-token concept z-scores of a text (terminal view, --html or --png heat map)."
 
@@ -13,6 +15,7 @@ HELP = "Show per-token concept z-scores of a text (terminal view, --html or --pn
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the read options to ``parser``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    add_device_options(parser)
     parser.add_argument("text", metavar="TEXT", help="the text to read")
     parser.add_argument("--layer", type=int, default=None,
                         help="layer to read (default: best layer in evaluation.json, else middle)")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from amygdala.intervene._readout import load_or_compute_stats, read
     from amygdala.intervene._steer import default_layer, open_run
 
-    ctx = open_run(args.run_dir)
+    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
     layer = args.layer if args.layer is not None else default_layer(ctx.vectors, ctx.run_dir)
     ctx.vectors.layer_index(layer)
     stats = load_or_compute_stats(ctx.run_dir, ctx.backend, ctx.vectors, corpus=args.corpus)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from amygdala.cli._common import add_device_options
 from amygdala.errors import CorpusError, VectorFileError
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ HELP = ("Show the quality triage of a run (its quality.json, computed if missing
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the report options to ``parser``."""
+    add_device_options(parser)
     parser.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
                         help="a run directory written by `amygdala train --out`")
     parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
@@ -46,8 +48,12 @@ def _evaluation_json(run_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def compute_for_run(run_dir: Path) -> QualityReport:
-    """Recompute a run's quality report from its vectors, corpus and the activation store."""
+def compute_for_run(run_dir: Path, *, device: str = "auto",
+                    dtype: str | None = None) -> QualityReport:
+    """Recompute a run's quality report from its vectors, corpus and the activation store.
+
+    The model loads on ``device`` in ``dtype`` (default: the run's own dtype).
+    """
     from amygdala._types import Pooling
     from amygdala.corpus._model import Corpus
     from amygdala.diagnose._evaluate import Evaluation
@@ -65,7 +71,8 @@ def compute_for_run(run_dir: Path) -> QualityReport:
     config = TrainConfig(model=cfg["model"], backend=cfg["backend"], method=cfg["method"],
                          normalisation=cfg["normalisation"], layers=vectors.layers,
                          pooling=Pooling.parse(cfg["pooling"]), store=cfg.get("store"),
-                         store_dtype=cfg.get("store_dtype", "float32"))
+                         store_dtype=cfg.get("store_dtype", "float32"), device=device,
+                         dtype=dtype or cfg.get("dtype", "float32"))
     try:
         corpus = Corpus.load(root)
     except CorpusError as exc:
@@ -86,13 +93,14 @@ def compute_for_run(run_dir: Path) -> QualityReport:
     return build_quality_report(session, vectors, data, corpus, evaluation=evaluation)
 
 
-def load_or_compute(run_dir: Path, *, recompute: bool = False) -> QualityReport:
+def load_or_compute(run_dir: Path, *, recompute: bool = False, device: str = "auto",
+                    dtype: str | None = None) -> QualityReport:
     """The run's quality.json, computed (and saved) when missing or when asked."""
     from amygdala.diagnose._quality import QUALITY_FILE, QualityReport
 
     if not recompute and (run_dir / QUALITY_FILE).is_file():
         return QualityReport.load(run_dir)
-    report = compute_for_run(run_dir)
+    report = compute_for_run(run_dir, device=device, dtype=dtype)
     report.save(run_dir)
     return report
 
@@ -112,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     run_dir = Path(args.run_dir)
-    report = load_or_compute(run_dir, recompute=args.recompute)
+    report = load_or_compute(run_dir, recompute=args.recompute, device=args.device,
+                             dtype=args.dtype)
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from amygdala.cli._common import add_device_options
+
 NAME = "serve"
 HELP = ("Serve the run's model over HTTP (OpenAI chat/completions API, SSE streaming) with "
         "per-token concept scores, events and steering.")
@@ -17,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     d = ServeConfig()
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    add_device_options(parser)
     parser.add_argument("--host", default=d.host,
                         help="address to bind (default 127.0.0.1; any other needs --api-key)")
     parser.add_argument("--port", type=int, default=d.port, help=f"TCP port (default {d.port})")
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from amygdala.intervene._events import EventRule
     from amygdala.intervene._monitor import Monitor
+    from amygdala.intervene._steer import open_run
     from amygdala.serve import ServeConfig, serve
 
     key = args.api_key or os.environ.get("AMYGDALA_API_KEY") or None
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"amygdala serve: error: {exc}", file=sys.stderr)
         return 2
     concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
-    monitor = Monitor(args.run_dir, layers=args.layer, concepts=concepts, corpus=args.corpus,
+    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
+    monitor = Monitor(ctx, layers=args.layer, concepts=concepts, corpus=args.corpus,
                       window=args.window, rule=rule)
     print(f"amygdala serve: {config.model_name} on http://{config.host}:{config.port}/v1 "
           f"(layers {', '.join(map(str, monitor.layers))}; {len(monitor.concepts)} concepts; "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from amygdala.cli._common import add_device_options
+
 NAME = "steer"
 HELP = "Generate a continuation with and without steering (vectors or circuit modulation)."
 
@@ -11,6 +13,7 @@ HELP = "Generate a continuation with and without steering (vectors or circuit mo
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the steer options to ``parser``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    add_device_options(parser)
     parser.add_argument("prompt", metavar="PROMPT", help="the prompt to continue")
     parser.add_argument("--concept", action="append", required=True,
                         help="concept to steer towards (repeat for several)")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"amygdala steer: error: got {len(args.concept)} --concept but {len(alphas)} "
               "--alpha; give one alpha, or one per concept")
         return 2
-    ctx = open_run(args.run_dir)
+    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
     layers = args.layer or [default_layer(ctx.vectors, ctx.run_dir)]
     common = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat}
     plain = steered_generate(ctx.backend, args.prompt, **common)

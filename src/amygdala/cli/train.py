@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         model=args.model, backend=args.backend, method=args.method,
         normalisation=args.normalisation, layers=parse_layers(args.layers), pooling=Pooling(),
-        batch_size=args.batch_size, store=args.store,
+        batch_size=args.batch_size, store=args.store, device=args.device,
+        dtype=args.dtype or "float32",
         store_dtype="float16" if args.float16 else "float32",
     )
     print(f"corpus {corpus.root}: {len(corpus.scenarios)} scenarios, {len(corpus.stories)} "

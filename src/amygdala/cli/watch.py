@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from amygdala.cli._common import add_device_options
+
 NAME = "watch"
 HELP = ("Generate from a prompt and watch concepts token by token: a live strip of the top "
         "concepts, events inline, --jsonl records for scripts, --steer to watch steering act.")
@@ -15,6 +17,7 @@ HELP = ("Generate from a prompt and watch concepts token by token: a live strip 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the watch options to ``parser``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
+    add_device_options(parser)
     parser.add_argument("prompt", metavar="PROMPT", help="the prompt (a user message)")
     parser.add_argument("--layer", type=int, action="append", default=None,
                         help="layer(s) to read (repeat; default: the run's best layer)")
@@ -72,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate and display the read-out live."""
     from amygdala.intervene._events import EventRule
     from amygdala.intervene._monitor import Monitor
+    from amygdala.intervene._steer import open_run
 
     try:
         steer = parse_steer(args.steer)
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"amygdala watch: error: {exc}", file=sys.stderr)
         return 2
     concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
-    monitor = Monitor(args.run_dir, layers=args.layer, concepts=concepts, corpus=args.corpus,
+    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
+    monitor = Monitor(ctx, layers=args.layer, concepts=concepts, corpus=args.corpus,
                       window=args.window, rule=rule)
     options = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat,
                "steer": steer or None, "steer_layers": args.steer_layer}

@@ -1,6 +1,7 @@
 """Stage 6, intervention: steering, per-token read-out, and steering evaluation with a judge."""
 
 from amygdala.intervene._eval_steer import FLUENCY_BUDGET, SteerEvaluation, evaluate_steering
+from amygdala.intervene._hf_steering import steering
 from amygdala.intervene._judge import Judge, fit_judge
 from amygdala.intervene._readout import Readout, ReadoutStats, read, read_generation
 from amygdala.intervene._steer import (
@@ -30,4 +31,5 @@ __all__ = [
     "read_generation",
     "steer",
     "steered_generate",
+    "steering",
 ]

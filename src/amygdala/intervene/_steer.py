@@ -251,12 +251,17 @@ class RunContext:
     config: Mapping[str, Any]
 
 
-def open_run(run_dir: Path | str, *, backend: Backend | None = None) -> RunContext:
+def open_run(
+    run_dir: Path | str, *, backend: Backend | None = None, device: str | None = None,
+    dtype: str | None = None,
+) -> RunContext:
     """Load ``RUN_DIR``'s vectors and the model/backend named in its ``run.json``.
 
     Args:
         run_dir: a directory written by ``amygdala train``.
         backend: reuse an already built backend (must be the run's model).
+        device: where to load the model (default ``auto``: CUDA when available).
+        dtype: the model's dtype (default: the one the run was trained in, else float32).
 
     Raises:
         VectorFileError: the vectors are missing or malformed.
@@ -271,7 +276,8 @@ def open_run(run_dir: Path | str, *, backend: Backend | None = None) -> RunConte
     if backend is None:
         from amygdala.backends._loading import DEFAULT_MODEL, load_model
 
-        loaded = load_model(str(config.get("model") or DEFAULT_MODEL))
+        loaded = load_model(str(config.get("model") or DEFAULT_MODEL), device=device or "auto",
+                            dtype=dtype or str(config.get("dtype") or "float32"))
         backend = get_backend(str(config.get("backend") or "torch"), loaded)
     d_model = backend.dims.d_model
     if vectors.directions.shape[2] != d_model or max(vectors.layers) >= backend.dims.n_layers:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from amygdala._types import Pooling, Site
+from amygdala.backends._device import DtypeName, dtype_name, resolve_dtype
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, cache_dir, load_model
 from amygdala.backends._registry import Backend, get_backend
 from amygdala.corpus._model import Corpus
@@ -38,6 +39,10 @@ def _version() -> str:
         return "unknown"
 
 
+def _dtype_name(value: str) -> DtypeName:
+    return dtype_name(resolve_dtype(value))
+
+
 def _optional_layers(values: Sequence[int] | None) -> tuple[int, ...] | None:
     return None if values is None else tuple(int(v) for v in values)
 
@@ -56,6 +61,11 @@ class TrainConfig:
         batch_size: texts per forward pass.
         store: activation store root (default: ``<cache>/activations``).
         store_dtype: ``float32`` or ``float16`` on disk.
+        device: where the model runs: ``auto`` (default: CUDA when available, else
+            CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        dtype: the model's parameter dtype: ``float32`` (default), ``bfloat16`` or
+            ``float16``. Pooled statistics are float32 either way; the dtype is part
+            of the model fingerprint, so each dtype has its own activation store.
     """
 
     model: str = DEFAULT_MODEL
@@ -67,6 +77,8 @@ class TrainConfig:
     batch_size: int = attrs.field(default=16, validator=attrs.validators.ge(1))
     store: Path | None = None
     store_dtype: StoreDtype = "float32"
+    device: str = "auto"
+    dtype: DtypeName = attrs.field(default="float32", converter=_dtype_name)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -75,7 +87,7 @@ class TrainConfig:
                 "layers": None if self.layers is None else list(self.layers),
                 "pooling": self.pooling.key, "batch_size": self.batch_size,
                 "store": None if self.store is None else str(self.store),
-                "store_dtype": self.store_dtype}
+                "store_dtype": self.store_dtype, "device": self.device, "dtype": self.dtype}
 
 
 @attrs.frozen(kw_only=True)
@@ -89,7 +101,7 @@ class Session:
 
 def open_session(config: TrainConfig) -> Session:
     """Load the model, build the backend and open the store for ``config``."""
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype)
     backend = get_backend(config.backend, loaded)
     root = config.store if config.store is not None else cache_dir() / "activations"
     store = ActivationStore(root, fingerprint=loaded.fingerprint, pooling=config.pooling,
