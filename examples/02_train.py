@@ -30,7 +30,7 @@ def main() -> None:
     evaluation = amygdala.evaluate(result.data, corpus, methods=["paired", "probe"])
     for method in evaluation.methods:
         layer, accuracy = evaluation.best_layer(method)
-        print(f"held-out accuracy {method}: {accuracy:.3f} at layer {layer} "
+        print(f"nested held-out accuracy {method}: {accuracy:.3f}; recommended layer {layer} "
               f"(bag-of-words {evaluation.bag_of_words:.3f}, chance {evaluation.chance:.3f})")
     # The paired vectors, at the default band (5 layers around the middle one) and strength.
     path = trained["paired"].export_gguf(ROOT / "runs" / "afraid.gguf", "afraid")

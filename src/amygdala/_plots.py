@@ -64,7 +64,8 @@ def _accuracy(evaluation: Mapping[str, Any], out: Path) -> Path:
     ax.set_ylabel("held-out top-1 accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title("leave-one-scenario-out accuracy per layer")
+    ax.set_title("per-layer leave-one-scenario-out accuracy (diagnostic: choosing its best\n"
+                 "layer selects on the reported folds; see evaluation.json for nested)")
     return _save(fig, out / "accuracy_by_layer.png")
 
 

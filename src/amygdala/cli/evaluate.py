@@ -1,4 +1,4 @@
-"""`amygdala evaluate CORPUS`: held-out accuracy per layer and method."""
+"""`amygdala evaluate CORPUS`: nested held-out accuracy, baseline-free read-out, transfer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from amygdala.cli._common import add_model_options, parse_layers
 from amygdala.vectors._extract import METHODS, NORMALISATIONS
 
 NAME = "evaluate"
-HELP = "leave-one-scenario-out accuracy per layer for each method, next to bag-of-words"
+HELP = ("nested leave-one-scenario-out accuracy with intervals, the baseline-free read-out "
+        "and cross-format transfer for each method, next to bag-of-words")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default="paired,paired_centred,unpaired,pca,probe",
                         help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--normalisation", default="standardise", choices=NORMALISATIONS)
-    parser.add_argument("--layers", default=None, help="'all' (default), '10-20' or '5,10,15'")
+    parser.add_argument("--layers", default=None,
+                        help="layers to choose among: 'all' (default), '10-20' or '5,10,15'")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="evaluate this one layer (no layer selection)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="scenario groups for the inner layer selection (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of groups, bootstrap, draws")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="also measure accuracy against the number of training scenarios "
+                        "(k = 4, 8, 16, 32, 64, all)")
+    parser.add_argument("--curve-draws", type=int, default=3,
+                        help="random draws per learning-curve size (default 3)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="write the learning curve here (needs `pip install "
+                        "'amygdala[plot]'`)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
 
 
@@ -29,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Capture (store-backed) and evaluate."""
     from amygdala.corpus._model import Corpus
     from amygdala.diagnose._evaluate import evaluate
+    from amygdala.diagnose._render_eval import write_curve_png
     from amygdala.store._store import write_atomic
     from amygdala.vectors._train import TrainConfig, capture_corpus, open_session
 
@@ -37,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}",
               file=sys.stderr)
+        return 2
+    if args.plot is not None and not args.learning_curve:
+        print("--plot draws the learning curve: add --learning-curve", file=sys.stderr)
         return 2
     corpus = Corpus.load(args.corpus)
     if "unpaired" in methods and not corpus.stories:
@@ -47,11 +66,16 @@ def run(args: argparse.Namespace) -> int:
                          dtype=args.dtype or "float32")
     session = open_session(config)
     layers = parse_layers(args.layers) or tuple(range(session.backend.dims.n_layers))
+    if args.layer is not None and args.layer not in layers:
+        layers = tuple(sorted({*layers, args.layer}))
     data, _ = capture_corpus(session, corpus, layers, batch_size=args.batch_size,
                              progress=sys.stderr.isatty())
-    result = evaluate(data, corpus, methods=methods,
-                      normalisation=args.normalisation)
+    result = evaluate(data, corpus, methods=methods, normalisation=args.normalisation,
+                      layer=args.layer, folds=args.folds, seed=args.seed,
+                      curve=args.learning_curve, curve_draws=args.curve_draws)
     print(result.render())
     if args.json is not None:
         write_atomic(args.json, (json.dumps(result.to_json(), indent=2) + "\n").encode())
+    if args.plot is not None:
+        print(f"wrote {write_curve_png(result, args.plot)}", file=sys.stderr)
     return 0
