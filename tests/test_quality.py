@@ -192,6 +192,7 @@ def test_head_concentration(synthetic: dict[str, Any]) -> None:
 
 def test_evaluation_picks_best_layer_and_loso(synthetic: dict[str, Any]) -> None:
     evaluation = Evaluation(methods=("paired",), layers=LAYERS, accuracy=np.array([[0.9, 0.5]]),
+                            recommended={"paired": LAYERS[0]},
                             per_concept={"paired": {"clean": 1.0, "scattered": 0.25}},
                             n_items=48, chance=0.2, bag_of_words=0.3)
     report = compute_quality(synthetic["vectors"], synthetic["data"], synthetic["corpus"],
@@ -228,7 +229,7 @@ def test_json_round_trip_is_exact(report: QualityReport, tmp_path: Path) -> None
     assert QualityReport.load(tmp_path) == report
     assert not [p for p in tmp_path.iterdir() if p.name != QUALITY_FILE]  # no temp left
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["concept_names"] == list(CONCEPTS)
     assert data["thresholds"]["clean_first_pc"] == 0.7
 
@@ -277,6 +278,7 @@ def test_cli_report_compare_and_plot(report: QualityReport, tmp_path: Path,
     assert "vectors.json" in capsys.readouterr().err
     pytest.importorskip("matplotlib")
     evaluation = Evaluation(methods=("paired",), layers=LAYERS, accuracy=np.array([[0.9, 0.5]]),
+                            recommended={"paired": LAYERS[0]},
                             per_concept={"paired": {}}, n_items=48, chance=0.2,
                             bag_of_words=0.3)
     (run_a / "evaluation.json").write_text(json.dumps(evaluation.to_json()))

@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality-report", action="store_true",
                         help="write quality.json and print the triage summary")
     parser.add_argument("--no-eval", action="store_true",
-                        help="skip the leave-one-scenario-out evaluation")
+                        help="skip the nested leave-one-scenario-out evaluation")
     parser.add_argument("--export-readout", action="store_true",
                         help="also write readout.safetensors + readout.json")
     parser.add_argument("--export-gguf", metavar="CONCEPT", action="append", default=[],
@@ -73,15 +73,19 @@ def run(args: argparse.Namespace) -> int:
           f"{len(vectors.layers)} layers, method {vectors.method} ({vectors.normalisation}); "
           f"wrote {args.out}/vectors.safetensors")
     evaluation = None
-    if not args.no_eval and vectors.method != "unpaired":
+    if not args.no_eval:
         evaluation = evaluate(result.data, corpus, methods=[config.method],
                               normalisation=config.normalisation)
         write_atomic(args.out / "evaluation.json",
                      (json.dumps(evaluation.to_json(), indent=2) + "\n").encode())
-        layer, acc = evaluation.best_layer(config.method)
-        print(f"held-out accuracy (leave one scenario out, {evaluation.n_items} variants): "
-              f"best layer {layer}: {acc:.3f}  |  bag-of-words {evaluation.bag_of_words:.3f}  "
-              f"|  chance {evaluation.chance:.3f}")
+        detail = evaluation.results[config.method]
+        paired, read = detail.accuracy["paired"], detail.accuracy["readout"]
+        bow = evaluation.baselines
+        print(f"held-out accuracy (nested leave one scenario out, {paired.n_items} variants, "
+              f"95% interval over scenarios): paired {paired.text()} (bag-of-words "
+              f"{bow['paired'].value:.3f}, chance {paired.chance:.3f}); read alone "
+              f"{read.text()} (bag-of-words {bow['readout'].value:.3f}, chance "
+              f"{read.chance:.3f}); recommended layer {evaluation.best_layer(config.method)[0]}")
     if args.export_gguf:
         from amygdala.intervene._steer import default_layer
         from amygdala.vectors._gguf import default_gguf_layers, export_gguf
