@@ -282,7 +282,7 @@ class Monitor:
         return {"format": EVENT_FORMAT, "type": "start", "prompt": prompt,
                 "layers": list(self.layers), "concepts": list(self.concepts),
                 "window": self.window, "rule": self.rule.to_json(), "sink_tokens": SINK_TOKENS,
-                "z": "against neutral text, mean and std per layer and concept"}
+                "score": "z against neutral text (mean and std per layer and concept)"}
 
     # ----- generation ---------------------------------------------------------------
     def run(
