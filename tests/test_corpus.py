@@ -129,8 +129,8 @@ def test_path_is_a_file(tmp_path: Path) -> None:
 
 def test_no_scenarios(tmp_path: Path) -> None:
     (tmp_path / "paired").mkdir()
-    with pytest.raises(CorpusError, match=r"no scenario folders in .*paired; expected "
-                       r"paired/<scenario>/baseline.txt"):
+    with pytest.raises(CorpusError, match=r"no scenario folders in .*paired and no stories; "
+                       r"expected paired/<scenario>/baseline.txt"):
         Corpus.load(tmp_path)
 
 

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
           f"{len(vectors.layers)} layers, method {vectors.method} ({vectors.normalisation}); "
           f"wrote {args.out}/vectors.safetensors")
     evaluation = None
-    if not args.no_eval:
+    if not args.no_eval and not corpus.scenarios:
+        print("no paired scenarios: the held-out evaluation (leave one scenario out) is "
+              "skipped; add paired/ scenarios to measure accuracy")
+    if not args.no_eval and corpus.scenarios:
         evaluation = evaluate(result.data, corpus, methods=[config.method],
                               normalisation=config.normalisation)
         write_atomic(args.out / "evaluation.json",

@@ -26,10 +26,12 @@ from amygdala.corpus._model import (
     CANONICAL_CONCEPTS,
     IGNORED_FILES,
     MAX_FILE_BYTES,
+    Role,
     ScenarioDraft,
     Text,
     did_you_mean,
 )
+from amygdala.corpus._readers import split_stories
 from amygdala.errors import CorpusError
 
 __all__ = ["Finding", "LintReport", "Scan", "check_scenarios", "lint_path", "scan"]
@@ -360,39 +362,104 @@ def scan(
                 drafts.append(_scan_scenario(entry, out))
             elif entry.name not in IGNORED_FILES:
                 _stray(f"paired/{entry.name}", "only scenario folders (and README.md)", out)
-    if not drafts:
+    story_dir = _optional_dir(stories, root / "stories", "stories")
+    story_texts = _scan_stories(story_dir, out) if story_dir else []
+    if not drafts and not story_texts:
         out.append(Finding(
             severity="error", code="no-scenarios", path="paired",
-            message=f"no scenario folders in {paired}; expected paired/<scenario>/baseline.txt "
-            "and <concept>.txt files. Fix: point at the corpus root or its paired directory.",
+            message=f"no scenario folders in {paired} and no stories; expected "
+            "paired/<scenario>/baseline.txt and <concept>.txt files, or stories/<concept>/*.txt "
+            "or stories/<concept>.txt. Fix: point at the corpus root or its paired directory.",
         ))
-    story_texts: list[Text] = []
-    story_dir = _optional_dir(stories, root / "stories", "stories")
-    for entry in _visible(story_dir) if story_dir else []:
-        if not entry.is_dir():
-            if entry.name not in IGNORED_FILES:
-                _stray(f"stories/{entry.name}", "only concept folders: stories/<concept>/*.txt",
-                       out)
+    neutral_dir = _optional_dir(neutral, root / "neutral", "neutral")
+    neutral_texts = _scan_neutral(neutral_dir, out) if neutral_dir else []
+    return Scan(root=root, paired_dir=paired, scenarios=tuple(drafts), stories=tuple(story_texts),
+                neutral=tuple(neutral_texts), findings=tuple(out))
+
+
+def _flat_stories(file: Path, rel: str, concept: str, role: Role,
+                  out: list[Finding]) -> list[Text]:
+    """The stories of one flat ``<concept>.txt`` file (see `split_stories`)."""
+    text = _read(file, rel, out)
+    if text is None:
+        return []
+    return [Text(id=f"{rel}#{i}", text=story, role=role,
+                 concept=concept if role == "story" else None)
+            for i, story in enumerate(split_stories(text), start=1)]
+
+
+def _scan_stories(story_dir: Path, out: list[Finding], *,
+                  neutral: list[Text] | None = None) -> list[Text]:
+    """Stories in ``<concept>/*.txt`` folders and flat ``<concept>.txt`` files.
+
+    With ``neutral`` given, a ``neutral`` folder or ``neutral.txt`` holds neutral texts
+    (appended to it) instead of a concept called neutral.
+    """
+    texts: list[Text] = []
+    for entry in _visible(story_dir):
+        name = entry.stem if entry.is_file() else entry.name
+        if neutral is not None and name == "neutral":
+            if entry.is_dir():
+                neutral.extend(_scan_neutral(entry, out))
+            elif entry.suffix == ".txt":
+                neutral.extend(_flat_stories(entry, "neutral/neutral.txt", name, "neutral", out))
+            continue
+        if entry.is_file():
+            if entry.suffix == ".txt":
+                texts.extend(_flat_stories(entry, f"stories/{entry.name}", name, "story", out))
+            elif entry.name not in IGNORED_FILES:
+                _stray(f"stories/{entry.name}", "concept folders stories/<concept>/*.txt or "
+                       "files stories/<concept>.txt", out)
             continue
         for file in _visible(entry):
             rel = f"stories/{entry.name}/{file.name}"
             if file.is_file() and file.suffix == ".txt":
                 text = _read(file, rel, out)
                 if text is not None:
-                    story_texts.append(Text(id=rel, text=text, role="story", concept=entry.name))
+                    texts.append(Text(id=rel, text=text, role="story", concept=entry.name))
             elif file.name not in IGNORED_FILES:
                 _stray(rel, "only .txt files in a story folder", out)
-    neutral_texts: list[Text] = []
-    neutral_dir = _optional_dir(neutral, root / "neutral", "neutral")
-    for file in _visible(neutral_dir) if neutral_dir else []:
+    return texts
+
+
+def _scan_neutral(neutral_dir: Path, out: list[Finding]) -> list[Text]:
+    texts: list[Text] = []
+    for file in _visible(neutral_dir):
         rel = f"neutral/{file.name}"
         if file.is_file() and file.suffix == ".txt":
             text = _read(file, rel, out)
             if text is not None:
-                neutral_texts.append(Text(id=rel, text=text, role="neutral"))
+                texts.append(Text(id=rel, text=text, role="neutral"))
         elif file.name not in IGNORED_FILES:
             _stray(rel, "only .txt files in neutral/", out)
-    return Scan(root=root, paired_dir=paired, scenarios=tuple(drafts), stories=tuple(story_texts),
+    return texts
+
+
+def scan_stories(path: str | Path, *, neutral: str | Path | None = None) -> Scan:
+    """Walk a directory of stories with no ``stories/`` level (see `Corpus.from_stories`).
+
+    ``<path>/<concept>/*.txt`` folders and flat ``<path>/<concept>.txt`` files are
+    stories; ``<path>/neutral/`` or ``<path>/neutral.txt`` (or the ``neutral``
+    directory given) hold neutral texts.
+
+    Raises:
+        CorpusError: ``path`` (or ``neutral``) is not a directory.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise CorpusError(f"stories directory {root} does not exist or is not a directory; "
+                          "expected <concept>/*.txt folders or <concept>.txt files")
+    out: list[Finding] = []
+    neutral_texts: list[Text] = []
+    stories = _scan_stories(root, out, neutral=neutral_texts)
+    neutral_dir = _optional_dir(neutral, root / "neutral", "neutral") if neutral else None
+    if neutral_dir is not None:
+        neutral_texts = _scan_neutral(neutral_dir, out)
+    if not stories:
+        out.append(Finding(severity="error", code="no-stories", path=".",
+                           message=f"no stories in {root}; expected <concept>/*.txt folders "
+                           "or <concept>.txt files"))
+    return Scan(root=root, paired_dir=root / "paired", scenarios=(), stories=tuple(stories),
                 neutral=tuple(neutral_texts), findings=tuple(out))
 
 

@@ -28,7 +28,7 @@ import attrs
 from amygdala.errors import CorpusError, LintError, UnknownConceptError
 
 if TYPE_CHECKING:
-    from amygdala.corpus._lint import LintReport
+    from amygdala.corpus._lint import LintReport, Scan
 
 __all__ = [
     "CANONICAL_COGNITIVE",
@@ -387,7 +387,10 @@ class Corpus:
         """
         from amygdala.corpus._lint import scan
 
-        result = scan(path, stories=stories, neutral=neutral)
+        return cls._from_scan(scan(path, stories=stories, neutral=neutral), path)
+
+    @classmethod
+    def _from_scan(cls, result: Scan, path: str | Path) -> Corpus:
         errors = [f for f in result.findings if f.severity == "error"]
         if errors:
             first, n_more = errors[0], len(errors) - 1
@@ -403,6 +406,93 @@ class Corpus:
         ]
         return cls(root=result.root, scenarios=scenarios, stories=result.stories,
                    neutral=result.neutral)
+
+    @classmethod
+    def from_stories(cls, path: str | Path, *, neutral: str | Path | None = None) -> Corpus:
+        """Load unpaired stories from a directory without ``paired/`` or ``stories/`` levels.
+
+        ``<path>/<concept>/*.txt`` folders hold one story per file; flat
+        ``<path>/<concept>.txt`` files hold several, separated by lines of ``---`` (or,
+        without such lines, by blank lines). ``<path>/neutral/`` or
+        ``<path>/neutral.txt`` hold neutral texts. Such a corpus trains with the
+        ``unpaired`` and ``combined`` methods. (A corpus root with ``stories/`` and
+        ``neutral/`` but no ``paired/`` loads with `load`.)
+
+        Args:
+            path: the directory of concept folders and files.
+            neutral: a neutral directory to use instead of ``<path>/neutral``.
+
+        Raises:
+            CorpusError: no stories, or a file that cannot be read.
+
+        >>> import pathlib, tempfile
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / "sad.txt").write_text("Mo walked home alone.\\n---\\nThe cat was gone.\\n")
+        >>> _ = (root / "neutral.txt").write_text("The bus left at six.\\n")
+        >>> corpus = Corpus.from_stories(root)
+        >>> [t.id for t in corpus.stories], len(corpus.neutral)
+        (['stories/sad.txt#1', 'stories/sad.txt#2'], 1)
+        """
+        from amygdala.corpus._lint import scan_stories
+
+        return cls._from_scan(scan_stories(path, neutral=neutral), path)
+
+    @classmethod
+    def from_sev(
+        cls, path: str | Path, *, concepts: Mapping[str, str] | None = None,
+        baseline: str = "neutral", neutral: str | Path | None = None,
+    ) -> Corpus:
+        """Load Wang et al.'s SEV records (JSON lines) as paired scenarios.
+
+        Each line is one object with a scenario id (``scenario_id``, ``scenario``,
+        ``event_id`` or ``id``), an emotion (``emotion``, ``label`` or ``concept``) and a
+        text (``text``, ``story``, ``content`` or ``event``). A scenario's ``neutral``
+        record is its baseline; every other record is the same event under one emotion.
+        Text ids are ``paired/<scenario>/<concept>.txt`` as if the corpus were on disk.
+
+        Args:
+            path: the ``.jsonl`` file; its directory is the corpus root.
+            concepts: emotion label -> concept (default: ``anger`` -> ``angry``,
+                ``sadness`` -> ``sad``, ``happiness``/``joy`` -> ``joyful``, ``fear`` ->
+                ``afraid``, ``surprise`` -> ``surprised``, ``disgust`` -> ``disgusted``;
+                other labels are kept). ``{}`` keeps every label.
+            baseline: the label of the baseline records.
+            neutral: an optional directory of neutral texts.
+
+        Raises:
+            CorpusError: a malformed line, a missing field, a repeated record, or a
+                scenario without a baseline or without emotions.
+
+        >>> import json, pathlib, tempfile
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "sev.jsonl"
+        >>> rows = [{"scenario_id": 1, "emotion": "neutral", "text": "Mo got the letter."},
+        ...         {"scenario_id": 1, "emotion": "fear", "text": "Mo dreaded the letter."}]
+        >>> _ = file.write_text("\\n".join(json.dumps(r) for r in rows))
+        >>> corpus = Corpus.from_sev(file)
+        >>> corpus.concepts, corpus.scenarios[0].variants["afraid"].id
+        (('afraid',), 'paired/1/afraid.txt')
+        """
+        from amygdala.corpus._lint import _scan_neutral
+        from amygdala.corpus._readers import read_sev_records
+
+        file = Path(path)
+        groups = read_sev_records(file, concepts=concepts, baseline=baseline)
+        scenarios = []
+        for slug, texts in groups.items():
+            base = Text(id=f"paired/{slug}/baseline.txt", text=texts["baseline"],
+                        role="baseline", scenario=slug)
+            variants = {c: Text(id=f"paired/{slug}/{c}.txt", text=t, role="variant",
+                                concept=c, scenario=slug)
+                        for c, t in texts.items() if c != "baseline"}
+            scenarios.append(Scenario(slug=slug, baseline=base, variants=variants))
+        neutral_texts: list[Text] = []
+        if neutral is not None:
+            folder = Path(neutral)
+            if not folder.is_dir():
+                raise CorpusError(f"neutral directory {folder} does not exist; expected a "
+                                  "folder of .txt files")
+            neutral_texts = _scan_neutral(folder, [])
+        return cls(root=file.parent, scenarios=scenarios, neutral=neutral_texts)
 
 
 @attrs.frozen(kw_only=True)
