@@ -20,8 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, default=None,
                         help="layer to read (default: best layer in evaluation.json, else middle)")
     parser.add_argument("--band", metavar="A-B", default=None,
-                        help="average the z-scores over a band of layers, e.g. 12-18 "
-                             "(default: the band in evaluation.json when --band auto)")
+                        help="average the z-scores over a band of layers, e.g. 12-18, or "
+                             "'auto' for the band recommended in evaluation.json")
     parser.add_argument("--relative", action="store_true",
                         help="subtract each token's mean z over concepts (removes the "
                              "component all concepts share)")
