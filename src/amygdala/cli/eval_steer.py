@@ -12,6 +12,7 @@ from amygdala.intervene._eval_steer import (
     DEFAULT_FACTORS,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_PROMPTS,
+    DEFAULT_RANDOM_DRAWS,
 )
 
 NAME = "eval-steer"
@@ -26,8 +27,8 @@ def _floats(text: str) -> list[float]:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the eval-steer options to ``parser``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
-    parser.add_argument("--concepts", nargs="+", default=None, help="default: all")
     add_device_options(parser)
+    parser.add_argument("--concepts", nargs="+", default=None, help="default: all")
     parser.add_argument("--alphas", type=_floats, default=list(DEFAULT_ALPHAS),
                         help="vector strengths, comma-separated (default "
                         f"{','.join(map(str, DEFAULT_ALPHAS))}; units: residual norm)")
@@ -38,7 +39,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"neutral prompts used (default {DEFAULT_PROMPTS}, at most 24)")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--layer", type=int, default=None,
-                        help="steering layer (default: best layer in evaluation.json, else middle)")
+                        help="steering layer (default: RUN_DIR/steering.json, else the best "
+                        "layer in evaluation.json, else the middle; printed)")
+    parser.add_argument("--sweep", metavar="LAYERS", default=None,
+                        help="evaluate at each of these layers ('6,9,12' or '6-12'), choose the "
+                        "default steering layer and alpha by the verdict and write them to "
+                        "RUN_DIR/steering.json (used by `amygdala steer`)")
+    parser.add_argument("--random-draws", type=int, default=DEFAULT_RANDOM_DRAWS,
+                        help="random directions of equal norm per alpha, the control "
+                        f"(default {DEFAULT_RANDOM_DRAWS}; 0 skips it)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random directions")
     parser.add_argument("--plot", metavar="DIR", default=None,
                         help="write success_vs_strength.png into DIR (matplotlib)")
     parser.add_argument("--corpus", metavar="PATH", default=None,
@@ -54,11 +64,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation, write RUN_DIR/eval_steer.json, print the table."""
+    from pathlib import Path
+
     import torch
 
+    from amygdala.cli._common import parse_layers
     from amygdala.corpus._model import Corpus
     from amygdala.intervene._eval_steer import (
+        choose_defaults,
         evaluate_steering,
+        load_defaults,
         progress_printer,
         readout_layer_for,
         steer_prompts,
@@ -72,9 +87,19 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
     vectors = ctx.vectors
-    layer = args.layer if args.layer is not None else default_layer(vectors, ctx.run_dir)
-    vectors.layer_index(layer)
-    readout_layer = readout_layer_for(vectors, layer, ctx.backend.dims.n_layers)
+    if args.sweep is not None:
+        layers = list(parse_layers(args.sweep) or vectors.layers)
+        source = "--sweep"
+    elif args.layer is not None:
+        layers, source = [args.layer], "--layer"
+    elif (chosen := load_defaults(ctx.run_dir)) is not None:
+        layers, source = [chosen.layers[0]], f"{ctx.run_dir / 'steering.json'}"
+    else:
+        layers = [default_layer(vectors, ctx.run_dir)]
+        source = "evaluation.json or the middle layer (no steering.json)"
+    for layer in layers:
+        vectors.layer_index(layer)
+    progress_printer(f"steering layer(s) {layers} from {source}")
     neutral_texts(vectors, args.corpus)  # fail early when the corpus is missing
     root = args.corpus or str(vectors.provenance.get("corpus_root"))
     corpus = Corpus.load(root)
@@ -84,11 +109,30 @@ def run(args: argparse.Namespace) -> int:
                      f"{judge.train_accuracy:.2f} on its training texts, "
                      f"{judge.heldout_accuracy:.2f} held out (5-fold)")
     stats = load_or_compute_stats(ctx.run_dir, ctx.backend, vectors, corpus=args.corpus)
-    result = evaluate_steering(
-        ctx.backend, vectors, judge, stats, layer=layer, readout_layer=readout_layer,
-        run_dir=ctx.run_dir, concepts=concepts, alphas=args.alphas, factors=args.factors,
-        prompts=steer_prompts()[: args.prompts], max_new_tokens=args.max_new_tokens,
-        log=progress_printer)
+    results = []
+    for layer in layers:
+        result = evaluate_steering(
+            ctx.backend, vectors, judge, stats, layer=layer,
+            readout_layer=readout_layer_for(vectors, layer, ctx.backend.dims.n_layers),
+            run_dir=ctx.run_dir, concepts=concepts, alphas=args.alphas, factors=args.factors,
+            prompts=steer_prompts()[: args.prompts], max_new_tokens=args.max_new_tokens,
+            random_draws=args.random_draws, seed=args.seed, log=progress_printer)
+        result.settings["layer_source"] = source
+        results.append(result)
+        if args.sweep is not None:
+            result.save(ctx.run_dir, path=Path(ctx.run_dir) / f"eval_steer_layer{layer}.json")
+    result = results[0]
+    if args.sweep is not None:
+        defaults = choose_defaults(results)
+        result = results[layers.index(defaults.layers[0])]
+        defaults.settings["seconds"] = round(time.perf_counter() - start, 1)
+        written = defaults.save(ctx.run_dir)
+        print(f"{'layer':>5} {'alpha':>6} {'succ':>5} {'ctrl':>5} {'lift':>6} {'fluent':>6}")
+        for cell in defaults.table:
+            print(f"{cell['layer']:>5} {cell['alpha']:>6g} {cell['success']:>5.0%} "
+                  f"{cell['control']:>5.0%} {cell['lift']:>+6.2f} {cell['fluent']:>6.0%}")
+        print(f"chosen: layer {defaults.layers[0]}, alpha {defaults.alpha:g} "
+              f"(lift {defaults.lift:+.2f}) -> {written}")
     result.settings["total_seconds"] = round(time.perf_counter() - start, 1)
     path = result.save(ctx.run_dir, path=args.out)
     if args.json:

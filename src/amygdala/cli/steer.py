@@ -19,10 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="concept to steer towards (repeat for several)")
     parser.add_argument("--alpha", action="append", type=float, default=None,
                         help="strength per --concept, in units of the layer's residual norm "
-                        "(default 0.1; repeat in the order of --concept; negative steers away)")
+                        "(default: the alpha in RUN_DIR/steering.json written by `amygdala "
+                        "eval-steer --sweep`, else 0.1; repeat in the order of --concept; "
+                        "negative steers away)")
     parser.add_argument("--layer", type=int, action="append", default=None,
-                        help="layer(s) to steer (default: best layer in evaluation.json, else "
-                        "the middle layer)")
+                        help="layer(s) to steer (default: RUN_DIR/steering.json, else the best "
+                        "layer in evaluation.json, else the middle layer)")
     parser.add_argument("--positions", choices=("all", "prompt", "generated"), default="all",
                         help="where to add the vectors (default all)")
     parser.add_argument("--circuit-factor", type=float, default=None,
@@ -35,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the unsteered and the steered continuation."""
+    import sys
+
+    from amygdala.intervene._eval_steer import load_defaults
     from amygdala.intervene._steer import (
         circuit_ablations,
         default_layer,
@@ -42,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         steered_generate,
     )
 
-    alphas = args.alpha or [0.1] * len(args.concept)
+    chosen = load_defaults(args.run_dir)
+    default_alpha = chosen.alpha if chosen is not None else 0.1
+    alphas = args.alpha or [default_alpha] * len(args.concept)
     if len(alphas) == 1 and len(args.concept) > 1:
         alphas = alphas * len(args.concept)
     if len(alphas) != len(args.concept):
@@ -50,7 +57,17 @@ def run(args: argparse.Namespace) -> int:
               "--alpha; give one alpha, or one per concept")
         return 2
     ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
-    layers = args.layer or [default_layer(ctx.vectors, ctx.run_dir)]
+    if args.layer:
+        layers, where = list(args.layer), "--layer"
+    elif chosen is not None:
+        layers, where = list(chosen.layers), "steering.json"
+    else:
+        layers, where = [default_layer(ctx.vectors, ctx.run_dir)], "evaluation.json or middle"
+    if args.circuit_factor is None:
+        alpha_from = ("--alpha" if args.alpha else
+                      f"{default_alpha:g} from " + ("steering.json" if chosen else "the built-in "
+                                                    "default; no steering.json"))
+        print(f"steering at layer(s) {layers} ({where}), alpha {alpha_from}", file=sys.stderr)
     common = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat}
     plain = steered_generate(ctx.backend, args.prompt, **common)
     if args.circuit_factor is not None:
