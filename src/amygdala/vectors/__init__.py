@@ -10,6 +10,12 @@ from amygdala.vectors._extract import (
     extract,
     paired_differences,
 )
+from amygdala.vectors._interop import (
+    from_control_vector,
+    from_steering_vector,
+    to_control_vector,
+    to_steering_vector,
+)
 from amygdala.vectors._set import SteeringVector, SteeringVectorSet
 from amygdala.vectors._train import (
     Session,
@@ -34,7 +40,11 @@ __all__ = [
     "TrainResult",
     "capture_corpus",
     "extract",
+    "from_control_vector",
+    "from_steering_vector",
     "open_session",
     "paired_differences",
+    "to_control_vector",
+    "to_steering_vector",
     "train",
 ]

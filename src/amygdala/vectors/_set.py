@@ -339,6 +339,19 @@ class SteeringVectorSet:
         except (DimensionMismatchError, NonFiniteError) as exc:
             raise VectorFileError(f"vectors in {path} are inconsistent: {exc}") from exc
 
+    def save_pretrained(self, directory: Path | str) -> Path:
+        """Write a Hugging Face Hub-style folder (see `amygdala.vectors._interop`)."""
+        from amygdala.vectors._interop import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: Path | str) -> SteeringVectorSet:
+        """Read a folder written by `save_pretrained` (a local directory)."""
+        from amygdala.vectors._interop import from_pretrained
+
+        return from_pretrained(directory)
+
     # ----- exports -----------------------------------------------------------------------
     def export_gguf(self, path: Path | str, concept: str, *,
                     layers: Sequence[int] | None = None, strength: float | None = None,

@@ -34,7 +34,7 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("amygdala")
+        return version("amygdala-lens")
     except PackageNotFoundError:
         return "unknown"
 
