@@ -404,6 +404,107 @@ def train_end_to_end(options: Options) -> dict[str, Any]:
     }
 
 
+@benchmark("capture_throughput")
+def capture_throughput(options: Options) -> dict[str, Any]:
+    """Cold main job (capture + extract + residual norm) vs the plain forward pass, tokens/s."""
+    import attrs
+    import torch
+
+    from amygdala.corpus._model import Corpus
+    from amygdala.store._store import ActivationStore
+    from amygdala.vectors._train import TrainConfig, open_session, train
+
+    target = 0.8
+    root = Path(__file__).resolve().parents[1]
+    corpus = Corpus.load(root / "paired")
+    if options.quick:  # six concepts' scenarios and stories, all neutral texts
+        corpus = corpus.select(list(corpus.concepts)[:6])
+    texts = [t.text for t in corpus.texts]
+    reps = 1 if options.quick else min(options.repeats, 3)
+    with tempfile.TemporaryDirectory() as scratch:
+        base = TrainConfig(store=Path(scratch) / "store-0")
+        session = open_session(base)  # the model load is not what this measures
+        model = session.loaded.model
+        # The plain side: the same length-sorted batches of the same texts, tokenised
+        # beforehand (tokenising is part of what the main job pays, not the forward pass).
+        batches = list(session.backend.iter_batches(texts, base.batch_size))
+        n_tokens = sum(int(mask.sum()) for _, _, mask in batches)
+        calls = [0]
+
+        def count(*_: Any) -> None:
+            calls[0] += 1
+
+        def forward_pass() -> None:
+            with torch.inference_mode():
+                for _, ids, mask in batches:
+                    model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+        def measured(fn: Callable[[], object]) -> tuple[float, float]:
+            cpu = time.process_time()
+            wall = timed(fn)
+            return wall, time.process_time() - cpu
+
+        log("capture_throughput: warm-up")
+        with torch.inference_mode():
+            model(input_ids=batches[0][1], attention_mask=batches[0][2], use_cache=False)
+        forwards = [measured(forward_pass)]
+        colds: list[tuple[float, float]] = []
+        for rep in range(reps):
+            # A fresh, empty store on the same loaded model.
+            config = TrainConfig(store=Path(scratch) / f"store-{rep}")
+            session = attrs.evolve(session, store=ActivationStore(
+                config.store, fingerprint=session.loaded.fingerprint, pooling=config.pooling,
+                dtype=config.store_dtype))
+            colds.append(measured(lambda c=config, s=session: train(corpus, config=c, session=s)))
+            forwards.append(measured(forward_pass))
+            log(f"capture_throughput: run {rep + 1}/{reps}: cold main job {colds[-1][0]:.1f} s, "
+                f"forward {forwards[-2][0]:.1f} s / {forwards[-1][0]:.1f} s")
+        # Warm: the store holds everything; count forward calls of the model.
+        handle = model.register_forward_pre_hook(count)
+        try:
+            warm_wall, warm_cpu = measured(
+                lambda c=config, s=session: train(corpus, config=c, session=s))
+        finally:
+            handle.remove()
+    # Each cold run is compared with the mean of the forward passes just before and after.
+    ratios = [(forwards[i][0] + forwards[i + 1][0]) / 2 / colds[i][0] for i in range(reps)]
+    cpu_ratios = [(forwards[i][1] + forwards[i + 1][1]) / 2 / colds[i][1] for i in range(reps)]
+    ratio = statistics.median(ratios)
+    forward_s = statistics.median(f[0] for f in forwards)
+    cold_s = statistics.median(c[0] for c in colds)
+    load = os.getloadavg()
+    return {
+        "params": {"corpus": "shipped (paired + stories + neutral)"
+                             + (", first 6 concepts (--quick)" if options.quick else ""),
+                   "texts": len(texts),
+                   "tokens": n_tokens, "layers": session.backend.dims.n_layers,
+                   "sites": "resid_post", "pooling": base.pooling.key,
+                   "batch_size": base.batch_size, "store_dtype": base.store_dtype,
+                   "repeats": reps},
+        "ratio": ratio, "ratios": ratios, "cpu_ratio": statistics.median(cpu_ratios),
+        "cpu_ratios": cpu_ratios,
+        "forward_tokens_per_s": n_tokens / forward_s,
+        "cold_tokens_per_s": n_tokens / cold_s,
+        "forward_runs_s": [f[0] for f in forwards], "cold_runs_s": [c[0] for c in colds],
+        "forward_cpu_runs_s": [f[1] for f in forwards], "cold_cpu_runs_s": [c[1] for c in colds],
+        "warm_s": warm_wall, "warm_cpu_s": warm_cpu, "warm_forward_calls": calls[0],
+        "load_average_after": list(load),
+        "target": target, "meets_target": ratio >= target,
+        "summary": (f"cold main job {n_tokens / cold_s:.0f} tok/s vs forward "
+                    f"{n_tokens / forward_s:.0f} tok/s: ratio {ratio:.3f} (target >= {target}, "
+                    f"{'ok' if ratio >= target else 'MISSED'}; CPU-time ratio "
+                    f"{statistics.median(cpu_ratios):.3f}); warm {warm_wall:.1f} s with "
+                    f"{calls[0]} forward calls; load {load[0]:.1f}"),
+    }
+
+
+# The live read-out benchmarks (monitor overhead, server load run) live in live.py.
+from live import live_monitor_overhead, live_serve_load  # noqa: E402
+
+benchmark("live_monitor_overhead")(live_monitor_overhead)
+benchmark("live_serve_load")(live_serve_load)
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` through a temporary file and `os.replace`."""
     path.parent.mkdir(parents=True, exist_ok=True)

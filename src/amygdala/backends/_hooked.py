@@ -19,10 +19,10 @@ from jaxtyping import Float
 
 from amygdala._types import ModelDims, Pooling, Site
 from amygdala.backends._loading import LoadedModel
-from amygdala.backends._protocol import Ablation, Edit, Generation, Trace
+from amygdala.backends._protocol import Ablation, CapturedBatch, Edit, Generation, Trace
 from amygdala.errors import DimensionMismatchError, UnknownSiteError
 
-__all__ = ["HookFn", "HookedBackend", "Observer", "Remover"]
+__all__ = ["HookFn", "HookedBackend", "Observer", "Remover", "median_token_norm", "pool"]
 
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
 Remover = Callable[[], None]
@@ -33,15 +33,41 @@ Observer = Callable[[torch.Tensor | None, dict[Site, torch.Tensor]], None]
 def pool(
     acts: Float[torch.Tensor, "batch seq width"], mask: torch.Tensor, pooling: Pooling
 ) -> Float[torch.Tensor, "batch width"]:
-    """Pool per-token activations over real tokens (``mask`` is 1 on real tokens)."""
+    """Pool per-token activations over real tokens (``mask`` is 1 on real tokens).
+
+    Sums run in float32 whatever the model's dtype (in bfloat16 a sum of a few
+    hundred tokens rounds, and a token count above 256 is not even representable);
+    the result is float32.
+    """
+    acts = acts.float()
     lengths = mask.sum(dim=1)
     if pooling.kind == "last":
         return acts[torch.arange(acts.shape[0]), lengths - 1]
-    positions = torch.arange(acts.shape[1]).unsqueeze(0)
-    # Texts no longer than `skip` keep their last token rather than pooling nothing.
-    start = torch.minimum(torch.full_like(lengths, pooling.skip), lengths - 1).unsqueeze(1)
-    keep = (mask.bool() & (positions >= start)).to(acts.dtype)
+    keep = _kept(mask, pooling.skip).to(torch.float32)
     return (acts * keep.unsqueeze(-1)).sum(dim=1) / keep.sum(dim=1, keepdim=True)
+
+
+def _kept(mask: torch.Tensor, skip: int) -> torch.Tensor:
+    """``[batch, seq]`` bool: real tokens at positions ``>= skip``.
+
+    Texts no longer than ``skip`` keep their last token rather than pooling nothing.
+    """
+    lengths = mask.sum(dim=1)
+    positions = torch.arange(mask.shape[1]).unsqueeze(0)
+    start = torch.minimum(torch.full_like(lengths, skip), lengths - 1).unsqueeze(1)
+    return mask.bool() & (positions >= start)
+
+
+def median_token_norm(
+    acts: Float[torch.Tensor, "batch seq width"], mask: torch.Tensor, skip: int
+) -> Float[torch.Tensor, " batch"]:
+    """Per text, the median L2 norm of its tokens from position ``skip`` on (float32).
+
+    The lower middle value for an even count (``torch.nanmedian``).
+    """
+    norms = acts.float().norm(dim=-1)
+    norms = norms.masked_fill(~_kept(mask, skip), float("nan"))
+    return torch.nanmedian(norms, dim=1).values
 
 
 class HookedBackend:
@@ -152,15 +178,32 @@ class HookedBackend:
         Returns:
             ``{site: tensor[n_texts, width]}`` in float32 on the CPU.
         """
+        out = {s: torch.empty(len(texts), self._dims.width(s.point)) for s in sites}
+        for batch in self.capture_batches(texts, sites, pooling, batch_size=batch_size):
+            for site in sites:
+                out[site][batch.indices] = batch.pooled[site]
+        return out
+
+    def capture_batches(
+        self, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
+        *, batch_size: int = 16,
+    ) -> Iterator[CapturedBatch]:
+        """Capture batch by batch, tokenising each text once (length-sorted batches).
+
+        Yields, per forward pass, the indices of its texts and, per site, their
+        pooled activations and the median norm of their pooled tokens (float32).
+        """
         for site in sites:
             self._check_site(site)
-        out = {s: torch.empty(len(texts), self._dims.width(s.point)) for s in sites}
         for idx, input_ids, mask in self.iter_batches(texts, batch_size):
             with self.tracing(sites) as trace:
                 self._forward(input_ids, mask)
+            pooled, norms = {}, {}
             for site in sites:
-                out[site][idx] = pool(trace.stacked(site), mask, pooling).float().cpu()
-        return out
+                acts = trace.stacked(site)
+                pooled[site] = pool(acts, mask, pooling).cpu()
+                norms[site] = median_token_norm(acts, mask, pooling.skip).cpu()
+            yield CapturedBatch(indices=idx, pooled=pooled, token_norm=norms)
 
     def capture_tokens(
         self, texts: Sequence[str], sites: Sequence[Site], *, batch_size: int = 16

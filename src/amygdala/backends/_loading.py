@@ -89,6 +89,10 @@ def fingerprint(model: Any) -> str:
 
     Hashes every parameter's name, shape and a strided sample of up to 4096
     values: any fine-tune changes it, and it costs milliseconds, not a full read.
+    The dtype of every floating-point tensor that is not float32 is hashed too, so
+    a bfloat16 or float16 load of a checkpoint (whose activations differ) never
+    shares a fingerprint, and so never an activation store, with its float32 load;
+    float32 models keep the digest they always had.
     """
     digest = hashlib.sha256()
     config = model.config.to_dict()
@@ -103,6 +107,8 @@ def fingerprint(model: Any) -> str:
             sample = flat[::step].to(torch.float32).cpu().numpy()
             digest.update(name.encode())
             digest.update(str(tuple(param.shape)).encode())
+            if param.is_floating_point() and param.dtype != torch.float32:
+                digest.update(str(param.dtype).encode())
             digest.update(sample.tobytes())
     return digest.hexdigest()[:16]
 

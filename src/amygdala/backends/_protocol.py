@@ -17,6 +17,7 @@ __all__ = [
     "Ablation",
     "AblationMode",
     "Backend",
+    "CapturedBatch",
     "Component",
     "Edit",
     "Generation",
@@ -118,6 +119,21 @@ class Trace:
         return torch.cat(self.steps[site], dim=1)
 
 
+@attrs.frozen(kw_only=True)
+class CapturedBatch:
+    """One forward pass of `HookedBackend.capture_batches`.
+
+    Attributes:
+        indices: positions of its texts in the list given to ``capture_batches``.
+        pooled: ``{site: [batch, width]}`` pooled activations, float32.
+        token_norm: ``{site: [batch]}`` median norm of the pooled tokens, float32.
+    """
+
+    indices: list[int]
+    pooled: dict[Site, torch.Tensor]
+    token_norm: dict[Site, torch.Tensor]
+
+
 class Backend(Protocol):
     """What amygdala needs from a model: capture, edits, ablations, weights, generation.
 
@@ -136,6 +152,11 @@ class Backend(Protocol):
         self, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
         *, batch_size: int = 16,
     ) -> dict[Site, Float[torch.Tensor, "n width"]]: ...
+
+    def capture_batches(
+        self, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
+        *, batch_size: int = 16,
+    ) -> Iterator[CapturedBatch]: ...
 
     def capture_tokens(
         self, texts: Sequence[str], sites: Sequence[Site], *, batch_size: int = 16

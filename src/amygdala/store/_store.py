@@ -1,11 +1,15 @@
 """An on-disk, content-addressed store of pooled activations.
 
-Layout: ``ROOT/<model fingerprint>/<pooling key>/`` holds ``store.json`` and
-shard files. Each shard is one safetensors file written by one capture batch:
-one tensor per site, rows in the order of the text hashes listed in its
-metadata. A shard appears only by an atomic rename once complete, so a run
-killed at any moment leaves either whole shards or none; the next run reads
-which (text, site) pairs exist and captures only the rest.
+Layout: ``ROOT/<model fingerprint>/<pooling key>/`` (``<pooling key>-float16`` for
+float16 stores) holds ``store.json`` and shard files. The fingerprint covers the
+model's weights and their dtype, so float32 and bfloat16 captures of one checkpoint
+never share a directory, and neither do float16 and float32 stores. Each shard is
+one safetensors file written by one capture batch: one tensor per site (pooled
+activations) and one ``token_norm.<site>`` per site (each text's median token
+norm, float32), rows in the order of the text hashes listed in its metadata. A
+shard appears only by an atomic rename once complete, so a run killed at any
+moment leaves either whole shards or none; the next run reads which (text, site)
+pairs exist and captures only the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from amygdala.errors import NonFiniteError, StoreError, UnknownSiteError
 __all__ = ["ActivationStore", "Activations", "text_hash"]
 
 _FORMAT = 1
+_NORM_PREFIX = "token_norm."
+_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16"}
 # mkstemp creates files readable by their owner only; outputs are meant to be shared.
 _FILE_MODE = 0o644
 StoreDtype = Literal["float32", "float16"]
@@ -103,15 +109,20 @@ class ActivationStore:
         self, root: Path | str, *, fingerprint: str, pooling: Pooling,
         dtype: StoreDtype = "float32",
     ) -> None:
+        if dtype not in _SAFETENSORS_DTYPE:
+            raise StoreError(f"store dtype must be float32 or float16, got {dtype!r}")
         self.pooling = pooling
         self.fingerprint = fingerprint
         self.dtype: StoreDtype = dtype
-        self.path = Path(root) / fingerprint / pooling.key
+        leaf = pooling.key if dtype == "float32" else f"{pooling.key}-{dtype}"
+        self.path = Path(root) / fingerprint / leaf
         self.path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": _FORMAT, "fingerprint": fingerprint, "pooling": pooling.key}
+        meta = {"format": _FORMAT, "fingerprint": fingerprint, "pooling": pooling.key,
+                "dtype": dtype}
         meta_path = self.path / "store.json"
         if meta_path.exists():
             found = json.loads(meta_path.read_text())
+            found.setdefault("dtype", "float32")  # stores written before dtype was recorded
             if {k: found.get(k) for k in meta} != meta:
                 raise StoreError(
                     f"{meta_path} describes {found}, expected {meta}; this directory belongs to "
@@ -120,11 +131,18 @@ class ActivationStore:
         else:
             write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
         self._index: dict[tuple[str, Site], tuple[Path, int]] = {}
+        self._norms: dict[tuple[str, Site], tuple[Path, int]] = {}
         self._seen: set[str] = set()
         self.refresh()
 
     def refresh(self) -> None:
-        """Read the headers of shards written since the last look (by this or another run)."""
+        """Read the headers of shards written since the last look (by this or another run).
+
+        Shards whose activations are not in this store's dtype (float16 shards that an
+        older amygdala wrote next to float32 ones) are ignored: their texts are captured
+        again rather than mixed.
+        """
+        want = _SAFETENSORS_DTYPE[self.dtype]
         for shard in sorted(self.path.glob("shard-*.safetensors")):
             if shard.name in self._seen:
                 continue
@@ -132,16 +150,23 @@ class ActivationStore:
                 with safe_open(str(shard), framework="pt") as handle:
                     meta = handle.metadata() or {}
                     hashes = json.loads(meta["texts"])
-                    sites = [Site.parse(k) for k in handle.keys()]  # noqa: SIM118
+                    keys = list(handle.keys())
+                    sites = [Site.parse(k) for k in keys if not k.startswith(_NORM_PREFIX)]
+                    norm_sites = [Site.parse(k[len(_NORM_PREFIX):]) for k in keys
+                                  if k.startswith(_NORM_PREFIX)]
+                    foreign = any(handle.get_slice(str(s)).get_dtype() != want for s in sites)
             except Exception as exc:  # a foreign or damaged file must not poison the store
                 raise StoreError(
                     f"cannot read shard {shard}: {exc}; delete that file and rerun (its texts "
                     "will be captured again)"
                 ) from exc
-            for site in sites:
-                for row, digest in enumerate(hashes):
-                    self._index[(digest, site)] = (shard, row)
             self._seen.add(shard.name)
+            if foreign:
+                continue
+            for index, found in ((self._index, sites), (self._norms, norm_sites)):
+                for site in found:
+                    for row, digest in enumerate(hashes):
+                        index[(digest, site)] = (shard, row)
 
     def has(self, text: str, site: Site) -> bool:
         """Whether the store holds ``text`` at ``site``."""
@@ -158,27 +183,29 @@ class ActivationStore:
     ) -> int:
         """Capture whatever is missing, one shard per batch; return texts captured.
 
-        Batches are sorted by token length. Peak memory is one batch's
-        activations, whatever the corpus size.
+        Batches are sorted by token length and each text is tokenised once. Each
+        shard also holds every text's median token norm per site (`token_norms`), so
+        a warm store needs no forward pass for the typical residual norm. Peak memory
+        is one batch's activations, whatever the corpus size.
         """
         todo = self.missing(texts, sites)
         unique: dict[str, str] = {}
         for i in todo:
             unique.setdefault(text_hash(texts[i]), texts[i])
         pending = list(unique.values())
-        lengths = [len(backend.tokenizer(t)["input_ids"]) for t in pending]  # type: ignore[operator]
-        pending = [t for _, t in sorted(zip(lengths, pending, strict=True), key=lambda p: p[0])]
         done = 0
-        for begin in range(0, len(pending), batch_size):
-            chunk = pending[begin:begin + batch_size]
-            captured = backend.capture(chunk, sites, self.pooling, batch_size=batch_size)
-            self._write_shard(chunk, captured)
+        # The backend tokenises each text once and forms length-sorted batches.
+        for batch in backend.capture_batches(pending, sites, self.pooling,
+                                             batch_size=batch_size):
+            chunk = [pending[i] for i in batch.indices]
+            self._write_shard(chunk, batch.pooled, batch.token_norm)
             done += len(chunk)
             if progress is not None:
                 progress(done, len(pending))
         return done
 
-    def _write_shard(self, texts: Sequence[str], captured: dict[Site, torch.Tensor]) -> None:
+    def _write_shard(self, texts: Sequence[str], captured: dict[Site, torch.Tensor],
+                     token_norm: dict[Site, torch.Tensor] | None = None) -> None:
         torch_dtype = torch.float16 if self.dtype == "float16" else torch.float32
         tensors = {}
         for site, values in captured.items():
@@ -188,15 +215,46 @@ class ActivationStore:
                     "non-finite values (check its dtype: float16 on CPU often overflows)"
                 )
             tensors[str(site)] = values.to(torch_dtype).contiguous()
+        for site, norms in (token_norm or {}).items():
+            tensors[f"{_NORM_PREFIX}{site}"] = norms.to(torch.float32).contiguous()
         hashes = [text_hash(t) for t in texts]
         shard = self.path / f"shard-{uuid.uuid4().hex}.safetensors"
         # One batch is a few MB: serialise in memory, then the one atomic writer.
         write_atomic(shard, save(tensors, metadata={"texts": json.dumps(hashes),
                                                     "format": str(_FORMAT)}))
         self._seen.add(shard.name)
-        for site in captured:
-            for row, digest in enumerate(hashes):
-                self._index[(digest, site)] = (shard, row)
+        for index, sites in ((self._index, captured), (self._norms, token_norm or {})):
+            for site in sites:
+                for row, digest in enumerate(hashes):
+                    index[(digest, site)] = (shard, row)
+
+    def token_norms(self, texts: Sequence[str], sites: Sequence[Site]) -> np.ndarray:
+        """``[texts, sites]`` median token norm of each text (NaN where not stored).
+
+        The median runs over the tokens the store's pooling averages (positions from
+        ``pooling.skip`` on); the capture records it next to the activations.
+        """
+        out = np.full((len(texts), len(sites)), np.nan, dtype=np.float32)
+        by_shard: dict[Path, list[tuple[int, int, int]]] = {}
+        for i, text in enumerate(texts):
+            digest = text_hash(text)
+            for j, site in enumerate(sites):
+                where = self._norms.get((digest, site))
+                if where is not None:
+                    by_shard.setdefault(where[0], []).append((i, j, where[1]))
+        for shard, wanted in by_shard.items():
+            with safe_open(str(shard), framework="pt") as handle:
+                blocks: dict[int, np.ndarray] = {}
+                for i, j, row in wanted:
+                    if j not in blocks:
+                        name = f"{_NORM_PREFIX}{sites[j]}"
+                        blocks[j] = handle.get_tensor(name).float().numpy()
+                    out[i, j] = blocks[j][row]
+        return out
+
+    def put_token_norms(self, texts: Sequence[str], norms: dict[Site, torch.Tensor]) -> None:
+        """Store median token norms (``{site: [texts]}``) without activations."""
+        self._write_shard(texts, {}, norms)
 
     def load(self, texts: Sequence[str], sites: Sequence[Site],
              ids: Sequence[str] | None = None) -> Activations:

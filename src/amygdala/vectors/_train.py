@@ -148,17 +148,33 @@ def capture_corpus(
 
 def typical_token_norm(session: Session, corpus: Corpus, layers: Sequence[int],
                        pooling: Pooling) -> np.ndarray:
-    """Median per-token residual norm at each layer over reference texts, after ``skip``."""
+    """Typical per-token residual norm at each layer: the median, over the reference
+    texts, of each text's median token norm (tokens from ``pooling.skip`` on).
+
+    The capture stores every text's median token norm next to its activations, so on
+    a warm store this reads numbers and runs no forward pass. Texts captured by an
+    older amygdala lack them: those (at most `_NORM_TEXTS`) are run once and their
+    norms stored. A ``pooling`` other than the store's is computed, not stored.
+    """
     by_id = {t.id: t.text for t in corpus.texts}
     texts = [by_id[i] for i in reference_ids(corpus)[:_NORM_TEXTS]]
     sites = [Site(layer=layer) for layer in layers]
-    per_text = session.backend.capture_tokens(texts, sites)
-    norms = []
-    for site in sites:
-        tokens = torch.cat(
-            [d[site][pooling.skip:] for d in per_text if len(d[site]) > pooling.skip])
-        norms.append(float(tokens.norm(dim=-1).median()))
-    return np.asarray(norms, dtype=np.float32)
+    # The stored norms count tokens from the store's pooling.skip on.
+    same = pooling == session.store.pooling
+    norms = (session.store.token_norms(texts, sites) if same
+             else np.full((len(texts), len(sites)), np.nan, np.float32))
+    lacking = [i for i in range(len(texts)) if np.isnan(norms[i]).any()]
+    if lacking:
+        todo = [texts[i] for i in lacking]
+        found: dict[Site, torch.Tensor] = {s: torch.empty(len(todo)) for s in sites}
+        for batch in session.backend.capture_batches(todo, sites, pooling):
+            for site in sites:
+                found[site][batch.indices] = batch.token_norm[site]
+        if same:
+            session.store.put_token_norms(todo, found)
+        for row, i in enumerate(lacking):
+            norms[i] = [float(found[s][row]) for s in sites]
+    return np.median(norms, axis=0).astype(np.float32)
 
 
 @attrs.frozen(kw_only=True)
