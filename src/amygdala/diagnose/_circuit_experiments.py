@@ -593,7 +593,7 @@ def _clean(value: Any) -> Any:
 def fold_readers(data: ExtractionInput, corpus: Corpus, held_out: Sequence[str], *,
                  method: Method | str, normalisation: Normalisation | str
                  ) -> tuple[tuple[str, ...], np.ndarray]:
-    """Raw-space readers ``[concepts, d_model]`` fit without the ``held_out`` scenarios.
+    """The method's raw-space readers ``[concepts, d_model]`` fit without ``held_out``.
 
     The held-out scenarios are removed whole (every variant and the baseline), so
     neither the concept's direction nor the normalisation statistics see them.
@@ -608,8 +608,8 @@ def fold_readers(data: ExtractionInput, corpus: Corpus, held_out: Sequence[str],
     kept = attrs.evolve(corpus, scenarios=[s for s in corpus.scenarios if s.slug not in out])
     raw = extract(data, kept, method=cast("Method", method),
                   normalisation=cast("Normalisation", normalisation))
-    w = raw.directions[:, 0].astype(np.float64) / raw.std[0].astype(np.float64) ** 2
-    return raw.concepts, w / np.linalg.norm(w, axis=-1, keepdims=True)
+    # The method's own raw-space readers, as `SteeringVectorSet.readers` gives in-sample.
+    return raw.concepts, raw.readers[:, 0].astype(np.float64)
 
 
 def layer_activations(backend: Backend, corpus: Corpus, layer: int, *,
