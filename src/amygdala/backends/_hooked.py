@@ -53,7 +53,7 @@ def _kept(mask: torch.Tensor, skip: int) -> torch.Tensor:
     Texts no longer than ``skip`` keep their last token rather than pooling nothing.
     """
     lengths = mask.sum(dim=1)
-    positions = torch.arange(mask.shape[1]).unsqueeze(0)
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
     start = torch.minimum(torch.full_like(lengths, skip), lengths - 1).unsqueeze(1)
     return mask.bool() & (positions >= start)
 
@@ -201,8 +201,10 @@ class HookedBackend:
             pooled, norms = {}, {}
             for site in sites:
                 acts = trace.stacked(site)
-                pooled[site] = pool(acts, mask, pooling).cpu()
-                norms[site] = median_token_norm(acts, mask, pooling.skip).cpu()
+                # The mask is built on the CPU; the model may run on a GPU.
+                on = mask.to(acts.device)
+                pooled[site] = pool(acts, on, pooling).cpu()
+                norms[site] = median_token_norm(acts, on, pooling.skip).cpu()
             yield CapturedBatch(indices=idx, pooled=pooled, token_norm=norms)
 
     def capture_tokens(
@@ -226,7 +228,7 @@ class HookedBackend:
         """Run the model on ``texts`` (right-padded, in the given order) and return logits."""
         batches = list(self.iter_batches(texts, max(1, len(texts))))
         idx, input_ids, mask = batches[0]
-        logits = self._forward(input_ids, mask).float()
+        logits = self._forward(input_ids, mask).float().cpu()  # the model may be on a GPU
         restore = torch.empty(len(idx), dtype=torch.long)
         restore[torch.tensor(idx)] = torch.arange(len(idx))
         return logits[restore] * mask[restore].unsqueeze(-1)
@@ -362,7 +364,7 @@ class HookedBackend:
                 new = selected * ablation.factor
             else:
                 assert means is not None  # checked at construction
-                new = means[columns].to(acts.dtype).expand_as(selected)
+                new = means[columns].to(device=acts.device, dtype=acts.dtype).expand_as(selected)
             if ablation.rows is None:
                 acts[..., columns] = new
             else:
