@@ -88,6 +88,19 @@ def test_steer_and_read_through_attach() -> None:
     assert readout.z.shape == (len(readout.tokens), 2)
 
 
+def test_monitor_runs_on_an_attached_model() -> None:
+    from amygdala.intervene._monitor import Monitor
+
+    lm = tiny_llama()
+    backend = amygdala.attach(lm.model, lm.tokenizer)
+    vectors = _vectors(backend.dims.d_model, (1, 2))
+    monitor = Monitor(vectors, backend=backend, layers=[2],
+                      stats=compute_stats(backend, vectors, TEXTS))
+    result = monitor.run("abc", max_new_tokens=4)
+    plain = steered_generate(backend, "abc", max_new_tokens=4)
+    assert [r.token_id for r in result.records] == list(plain.token_ids[plain.prompt_len:])
+
+
 def test_steering_block_matches_steer_and_removes_its_hooks() -> None:
     lm = tiny_llama()
     tok = lm.tokenizer
