@@ -49,7 +49,9 @@ def test_read_shapes_views_and_files(tiny_backend: Backend, tmp_path: Path) -> N
     assert "\x1b[" not in plain and "\x1b[48;5;" in coloured
     assert "'again'" in plain.replace("' again'", "'again'") or "again" in plain
     html = r.save_html(tmp_path / "r.html").read_text()
-    assert html.count("<tr>") == 3 and "z=" in html
+    # Raw and relative tables (header + 2 concepts each); the 2 sink tokens are blank cells.
+    assert html.count("<table>") == 2 and html.count("<tr>") == 6 and "z=" in html
+    assert html.count("class='sink'") == 2 * 2 * 2
     assert json.loads(json.dumps(r.to_json()))["concepts"] == ["a", "b"]
     pytest.importorskip("matplotlib")
     png = r.save_png(tmp_path / "r.png")

@@ -135,11 +135,15 @@ class LayerQuality:
     k_signal_at_90pct: int | None = None
     effective_dim_signal: float | None = None
     effective_dim_full: float | None = None
+    # The seed's metric: the same share after centring the positives on their own mean
+    # (``first_pc_variance_ratio`` is the uncentred second-moment share; see docs/quality.md).
+    first_pc_variance_ratio_centred: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
             "layer": self.layer, "first_pc_variance_ratio": self.first_pc_variance_ratio,
+            "first_pc_variance_ratio_centred": self.first_pc_variance_ratio_centred,
             "effective_dimension": self.effective_dimension,
             "alignment": {"mean": self.alignment_mean, "min": self.alignment_min,
                           "values": list(self.alignments)},
@@ -176,6 +180,7 @@ class LayerQuality:
             k_signal_at_90pct=d.get("k_signal_at_90pct"),
             effective_dim_signal=d.get("effective_dim_signal"),
             effective_dim_full=d.get("effective_dim_full"),
+            first_pc_variance_ratio_centred=d.get("first_pc_variance_ratio_centred"),
         )
 
 
@@ -522,6 +527,10 @@ def compute_quality(
             (len(vectors.layers), 1))
         total = np.maximum(lam.sum(axis=1), 1e-24)
         first_pc = lam[:, 0] / total
+        # The seed's variant: positives centred on their own mean (needs 2 of them).
+        centred = pos - pos.mean(axis=1, keepdims=True)
+        clam = np.clip(np.linalg.eigvalsh(np.einsum("lnd,lmd->lnm", centred, centred))[:, ::-1],
+                       0, None) if pos.shape[1] >= 2 else None
         eff_dim = total**2 / np.maximum((lam**2).sum(axis=1), 1e-48)
         per_layer = []
         for li, layer in enumerate(vectors.layers):
@@ -530,6 +539,8 @@ def compute_quality(
             near = np.argsort(-others, kind="stable")[:min(N_NEAREST, len(others) - 1)]
             per_layer.append(LayerQuality(
                 layer=layer, first_pc_variance_ratio=_r(first_pc[li]),
+                first_pc_variance_ratio_centred=None if clam is None else _opt(
+                    clam[li, 0] / max(clam[li].sum(), 1e-24)),
                 effective_dimension=_r(eff_dim[li]),
                 alignment_mean=_r(align[li].mean()) if len(ids) else 0.0,
                 alignment_min=_r(align[li].min()) if len(ids) else 0.0,

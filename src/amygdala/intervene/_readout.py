@@ -18,7 +18,6 @@ over concepts, which removes the component every concept shares). The exported b
 
 from __future__ import annotations
 
-import html
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -277,24 +276,17 @@ class Readout:
         return "\n".join(lines)
 
     def to_html(self, *, title: str = "amygdala readout") -> str:
-        """A self-contained HTML heat map: concepts as rows, tokens as columns."""
-        limit = max(3.0, float(np.abs(self.z).max(initial=0.0)))
-        head = "".join(f"<th class='t'>{html.escape(t)}</th>" for t in self.tokens)
-        rows = []
-        for j, concept in enumerate(self.concepts):
-            cells = "".join(
-                f"<td style='background:{_rgb(float(self.z[t, j]), limit)}' "
-                f"title='{html.escape(self.tokens[t])} {concept} z={self.z[t, j]:+.2f}'>"
-                f"{self.z[t, j]:+.1f}</td>" for t in range(len(self.tokens)))
-            rows.append(f"<tr><th>{html.escape(concept)}</th>{cells}</tr>")
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
-            "td{padding:2px 4px;text-align:right}th.t{writing-mode:vertical-rl;"
-            "font-weight:normal;white-space:pre}</style></head><body>"
-            f"<h3>{html.escape(title)}: {html.escape(self.label)}, z against neutral text</h3>"
-            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table></body></html>\n")
+        """A self-contained HTML heat map: concepts as rows, tokens as columns.
+
+        Attention-sink tokens are blank and left out of the colour scale, which is
+        robust (`amygdala.intervene._display.color_limit`); a relative table (each
+        concept against the others) follows the raw one unless the z is relative.
+        """
+        from amygdala.intervene._display import heatmap_html
+
+        return heatmap_html(self.tokens, self.concepts, self.z, title=title,
+                            heading=f"{title}: {self.label}, z against neutral text",
+                            relative_view=not self.relative)
 
     def save_html(self, path: Path | str) -> Path:
         """Write `to_html` atomically."""
@@ -302,24 +294,14 @@ class Readout:
         return Path(path)
 
     def save_png(self, path: Path | str) -> Path:
-        """Write a PNG heat map (needs matplotlib: ``pip install 'amygdala[plot]'``)."""
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(self.tokens)),
-                                        max(3, 0.3 * len(self.concepts))))
-        limit = max(3.0, float(np.abs(self.z).max(initial=0.0)))
-        im = ax.imshow(self.z.T, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-        ax.set_xticks(range(len(self.tokens)), [t.replace("\n", "\\n") for t in self.tokens],
-                      rotation=90, fontsize=7)
-        ax.set_yticks(range(len(self.concepts)), self.concepts, fontsize=7)
-        ax.set_title(f"readout at {self.label} (z vs neutral)")
-        fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp.png")
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        tmp.replace(target)
-        return target
+        """Write a PNG heat map, raw and relative panels (needs ``amygdala[plot]``).
+
+        Sinks are grey and outside the colour scale; limits are the 98th percentile of |z|.
+        """
+        from amygdala.intervene._display import heatmap_png
+
+        return heatmap_png(path, self.tokens, self.concepts, self.z,
+                           title=f"readout at {self.label}", relative_view=not self.relative)
 
 
 def _pyplot() -> Any:
