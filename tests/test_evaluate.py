@@ -235,3 +235,23 @@ def test_read_alone_ranks_concepts_by_neutral_z_scores_not_raw_scores() -> None:
     z = (text[0, 0] - neutral.mean(axis=0)) / neutral.std(axis=0)
     assert z.argmax() == 1
     assert readout_guesses(fit, text, neutral[None]).tolist() == [[1]]
+
+
+def test_cli_refuses_bad_options_before_loading_a_model(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    from amygdala.cli import main
+
+    assert main(["evaluate", "paired", "--methods", "paired,magic"]) == 2
+    assert "magic" in capsys.readouterr().err
+    assert main(["evaluate", "paired", "--plot", str(tmp_path / "c.png")]) == 2
+    assert "--learning-curve" in capsys.readouterr().err
+
+
+def test_learning_curve_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from amygdala.diagnose._render_eval import write_curve_png
+
+    corpus, data, _ = planted(n_scenarios=8, signal=(0.5,), seed=4)
+    ev = evaluate(data, corpus, methods=["paired"], curve=True, curve_sizes=(2, 4))
+    path = write_curve_png(ev, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
