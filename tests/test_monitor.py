@@ -3,6 +3,7 @@ events with hysteresis, sinks left out, cancellation removes every hook."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def test_events_alternate_and_are_earned(values: list[float], on: float, gap: fl
         assert all(v >= on for v in window) if e.kind == "enter" else all(
             v < rule.off for v in window)
     steps = [e.step for e in events]
-    assert all(b - a >= k for a, b in zip(steps, steps[1:], strict=False))
+    assert all(b - a >= k for a, b in itertools.pairwise(steps))
 
 
 def test_rule_and_window_refuse_nonsense() -> None:
@@ -209,8 +210,9 @@ def test_display_rules_leave_sinks_out() -> None:
 
 
 @pytest.mark.smollm
-def test_smollm_monitor_equals_read_on_the_same_text(smollm_factory: Any,
-                                                     tmp_path_factory: Any) -> None:
+def test_smollm_monitor_equals_read_on_the_same_text(
+        smollm_factory: Any, tmp_path_factory: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from tests.live_helpers import build_run
 
     backend = smollm_factory("torch")
@@ -225,3 +227,16 @@ def test_smollm_monitor_equals_read_on_the_same_text(smollm_factory: Any,
         whole = read(backend, monitor.vectors, text, layer=layer, stats=monitor.stats)
         z = np.stack([r.z[li] for r in result.records])
         np.testing.assert_allclose(z, whole.z[n:], rtol=1e-3, atol=2e-3)
+    # `amygdala watch --jsonl -` writes the same versioned records, start to end.
+    from amygdala.cli import main
+    from amygdala.intervene import _monitor, _steer
+
+    real_open = _steer.open_run
+    monkeypatch.setattr(_monitor, "open_run", lambda d, **_k: real_open(d, backend=backend))
+    assert main(["watch", str(run_dir), "The weather today is", "--no-chat", "--layer", "9",
+                 "--max-new-tokens", "3", "--jsonl", "-"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["type"] for x in lines] == ["start", "token", "token", "token", "end"]
+    assert [x["token_id"] for x in lines[1:4]] == list(result.generation.token_ids[n:n + 3])
+    np.testing.assert_allclose(np.asarray(lines[1]["z"], float), result.records[0].z[:1],
+                               atol=1e-3)

@@ -223,7 +223,7 @@ def test_auth(live: Any) -> None:
     wrong = httpx.get(url, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and "--api-key" in wrong.json()["error"]["message"]
     listed = live.client.models.list()
-    assert [m.id for m in listed.data][0] == NAME
+    assert listed.data[0].id == NAME
     assert httpx.get(f"{live.base}/health").status_code == 200  # health needs no key
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{live.base}/v1", api_key="nope",
