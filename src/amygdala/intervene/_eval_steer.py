@@ -536,9 +536,10 @@ def _aggregate(concept: str, mode: str, strength: float, group: Sequence[Sample]
     repetition = float(np.mean([s.repetition for s in group]))
     base_distinct2 = float(np.mean([b.distinct2 for b in base]))
     base_repetition = float(np.mean([b.repetition for b in base]))
+    # 1e-9: a mean of shares such as (0.1 + 0.2 + 0) / 3 must not fail by rounding.
     fluent = (ppl <= FLUENCY_BUDGET * base_ppl
-              and distinct2 >= DISTINCT_BUDGET * base_distinct2
-              and repetition <= base_repetition + REPETITION_BUDGET)
+              and distinct2 >= DISTINCT_BUDGET * base_distinct2 - 1e-9
+              and repetition <= base_repetition + REPETITION_BUDGET + 1e-9)
     return Row(
         concept=concept, mode=mode, strength=strength,
         success=float(np.mean(success)), rise=float(np.mean(rise)), top=float(np.mean(top)),
