@@ -137,3 +137,22 @@ def test_architecture_is_for_the_torch_backend_only() -> None:
 def test_map_paths_must_be_dotted_module_paths() -> None:
     with pytest.raises(ValueError, match="dotted module path"):
         ArchitectureMap(blocks="model.layers", attn="", heads="o", mlp_in="m", mlp_out="d")
+
+
+@pytest.mark.parametrize("arch", [a for a in TINY_ARCHS if a != "llama"])
+def test_torch_maps_agree_with_transformer_lens_where_the_bridge_wraps_the_model(
+        arch: str) -> None:
+    # An independent reading of every site: TransformerLens's own hook points
+    # (resid_mid = hook_resid_pre + hook_attn_out) on a second copy of the same weights.
+    from amygdala._types import POINTS, Pooling
+
+    try:
+        lens = get_backend("transformer_lens", tiny_arch(arch))
+    except BackendError as exc:
+        pytest.skip(f"TransformerLens cannot wrap {arch}: {str(exc)[:80]}")
+    ours = get_backend("torch", tiny_arch(arch))
+    sites = [Site(layer=LAYER, point=p) for p in POINTS]
+    a = ours.capture(TEXT, sites, Pooling())
+    b = lens.capture(TEXT, sites, Pooling())
+    for site in sites:
+        torch.testing.assert_close(a[site], b[site], rtol=1e-4, atol=1e-5)
