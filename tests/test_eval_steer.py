@@ -269,9 +269,24 @@ def test_smollm_eval_steer_command(small_run: Any, capsys: pytest.CaptureFixture
     monkeypatch.setattr(_steer, "open_run", lambda d, **_k: real_open(
         d, backend=small_run.session.backend))
     assert main(["eval-steer", str(small_run.run_dir), "--concepts", "joyful", "--prompts", "1",
-                 "--max-new-tokens", "6", "--alphas", "0,0.2", "--layer", "15"]) == 0
+                 "--max-new-tokens", "6", "--alphas", "0,0.2", "--layer", "15",
+                 "--random-draws", "1"]) == 0
     out = capsys.readouterr().out
     assert "joyful" in out and "vector steering only" in out
     data = json.loads((Path(small_run.run_dir) / RESULT_FILE).read_text())
-    assert [r["strength"] for r in data["rows"]] == [0.0, 0.2]
+    assert [(r["mode"], r["strength"]) for r in data["rows"]] == [
+        ("random", 0.2), ("vector", 0.0), ("vector", 0.2)]
+    assert data["settings"]["random_draws"] == 1
     assert data["settings"]["judge"]["embedder"] in {"minilm", "bag_of_words"}
+    # `amygdala steer` takes its defaults from steering.json and says so.
+    from amygdala.intervene._eval_steer import SteeringDefaults
+
+    SteeringDefaults(layers=(12,), alpha=0.15, lift=0.1, success=0.2,
+                     control=0.1).save(small_run.run_dir)
+    try:
+        assert main(["steer", str(small_run.run_dir), "--concept", "joyful",
+                     "--max-new-tokens", "3", "Describe your morning."]) == 0
+        err = capsys.readouterr().err
+        assert "layer(s) [12] (steering.json), alpha 0.15 from steering.json" in err
+    finally:
+        (Path(small_run.run_dir) / "steering.json").unlink()

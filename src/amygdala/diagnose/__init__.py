@@ -3,9 +3,12 @@
 from amygdala.diagnose._circuit_experiments import (
     AblationEffect,
     CircuitExperiments,
+    CrossFitExperiments,
     Enhancement,
+    HeldOutEffect,
     Specificity,
     circuit_experiments,
+    crossfit_experiments,
 )
 from amygdala.diagnose._circuits import (
     Circuit,
@@ -45,9 +48,11 @@ __all__ = [
     "Circuit",
     "CircuitExperiments",
     "ConceptQuality",
+    "CrossFitExperiments",
     "Enhancement",
     "Evaluation",
     "HeadScore",
+    "HeldOutEffect",
     "LayerQuality",
     "NeuronScore",
     "QualityReport",
@@ -58,6 +63,7 @@ __all__ = [
     "circuit_from_pairs",
     "compare_reports",
     "compute_quality",
+    "crossfit_experiments",
     "evaluate",
     "find_circuit",
     "overlap_matrix",
