@@ -5,6 +5,9 @@ score, `SteeringVectorSet.readers`); each concept's score is then
 z-scored with the mean and spread of that same score over the tokens of neutral
 texts (positions after the first ``skip``, whose huge norms would swamp the
 statistics). A z of 3 means "as high as the top ~0.1% of neutral tokens".
+``skip`` is the run's own: the ``skip`` of its mean pooling (``provenance["pooling"]``);
+for last-token pooling or a set without pooling (an imported control vector) it is
+2, and `readout_skip` says so (stderr, and ``skip_source`` in the JSON).
 
 Neutral statistics for every layer come from one pass over the corpus's neutral
 texts and are cached in ``RUN_DIR/readout_stats.json`` (keyed by the vectors'
@@ -59,8 +62,37 @@ __all__ = [
 STATS_FILE = "readout_stats.json"
 # 2: scores include the method's offsets and readers are no longer unit-normalised.
 _STATS_FORMAT = 2
-# First positions excluded from neutral statistics (attention-sink tokens).
+# First positions excluded from neutral statistics (attention-sink tokens) when the
+# run's pooling does not say how many.
 _SKIP = 2
+
+
+def readout_skip(vectors: SteeringVectorSet) -> tuple[int, str]:
+    """How many first tokens the readout leaves out of its statistics, and why.
+
+    The run's mean-pooling ``skip`` when its provenance records one; else 2.
+
+    >>> import numpy as np
+    >>> vs = SteeringVectorSet(concepts=["a"], layers=[0], directions=np.ones((1, 1, 2)),
+    ...     raw_norm=np.ones((1, 1)), resid_norm=np.ones(1), mean=np.zeros((1, 2)),
+    ...     std=np.ones((1, 2)), method="paired", normalisation="raw",
+    ...     provenance={"pooling": "mean_skip4"})
+    >>> readout_skip(vs)
+    (4, 'run pooling mean_skip4')
+    """
+    from amygdala._types import Pooling
+    from amygdala.errors import PoolingError
+
+    key = vectors.provenance.get("pooling")
+    if isinstance(key, str):
+        try:
+            pooling = Pooling.parse(key)
+        except PoolingError:
+            return _SKIP, f"default {_SKIP} (the run's pooling {key!r} is not one amygdala reads)"
+        if pooling.kind == "mean":
+            return pooling.skip, f"run pooling {key}"
+        return _SKIP, f"default {_SKIP} (the run pools the last token, which sets no skip)"
+    return _SKIP, f"default {_SKIP} (the vectors record no pooling)"
 
 
 def _strs(items: Sequence[str]) -> tuple[str, ...]:
@@ -80,7 +112,10 @@ class ReadoutStats:
         mean: ``{layer: [concepts]}``.
         std: ``{layer: [concepts]}``.
         n_tokens: neutral tokens the statistics came from.
-        key: identifies the vectors they belong to (fingerprint + corpus hash + method).
+        key: identifies the vectors they belong to (fingerprint + corpus hash + method
+            + skip).
+        skip: first positions of each text left out (see `readout_skip`).
+        skip_source: where ``skip`` came from.
     """
 
     concepts: tuple[str, ...] = attrs.field(converter=_strs)
@@ -88,6 +123,8 @@ class ReadoutStats:
     std: dict[int, np.ndarray] = attrs.field(eq=False)
     n_tokens: int
     key: str
+    skip: int = _SKIP
+    skip_source: str = f"default {_SKIP}"
 
     def zscore(self, layer: int, scores: np.ndarray) -> np.ndarray:
         """Z-score ``[tokens, concepts]`` raw scores at ``layer``."""
@@ -98,7 +135,8 @@ class ReadoutStats:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"format_version": _STATS_FORMAT, "key": self.key, "skip": _SKIP,
+        return {"format_version": _STATS_FORMAT, "key": self.key, "skip": self.skip,
+                "skip_source": self.skip_source,
                 "concepts": list(self.concepts), "n_tokens": self.n_tokens,
                 "layers": {str(k): {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()}
                            for k in sorted(self.mean)}}
@@ -108,6 +146,8 @@ class ReadoutStats:
         """Inverse of `to_json`."""
         layers = data["layers"]
         return cls(concepts=data["concepts"], n_tokens=int(data["n_tokens"]), key=data["key"],
+                   skip=int(data.get("skip", _SKIP)),
+                   skip_source=str(data.get("skip_source", f"default {_SKIP}")),
                    mean={int(k): np.asarray(v["mean"], np.float32) for k, v in layers.items()},
                    std={int(k): np.asarray(v["std"], np.float32) for k, v in layers.items()})
 
@@ -115,7 +155,8 @@ class ReadoutStats:
 def _stats_key(vectors: SteeringVectorSet) -> str:
     p = vectors.provenance
     return (f"{p.get('model_fingerprint', '?')}:{p.get('corpus_hash', '?')}:"
-            f"{vectors.method}:{vectors.normalisation}:{','.join(vectors.concepts)}")
+            f"{vectors.method}:{vectors.normalisation}:{','.join(vectors.concepts)}:"
+            f"skip{readout_skip(vectors)[0]}")
 
 
 def score_tokens(vectors: SteeringVectorSet, layer: int,
@@ -144,16 +185,20 @@ def zscore_tokens(vectors: SteeringVectorSet, stats: ReadoutStats,
 
 def compute_stats(backend: Backend, vectors: SteeringVectorSet,
                   texts: Sequence[str], *, batch_size: int = 8) -> ReadoutStats:
-    """Measure neutral statistics at every layer of ``vectors`` in one pass over ``texts``."""
+    """Measure neutral statistics at every layer of ``vectors`` in one pass over ``texts``.
+
+    Each text's first `readout_skip` tokens are left out.
+    """
+    skip, source = readout_skip(vectors)
     sites = [Site(layer=layer) for layer in vectors.layers]
     per_layer: dict[int, list[np.ndarray]] = {layer: [] for layer in vectors.layers}
     n_tokens = 0
     for begin in range(0, len(texts), batch_size):
         captured = backend.capture_tokens(texts[begin:begin + batch_size], sites)
         for item in captured:
-            n_tokens += max(0, len(item[sites[0]]) - _SKIP)
+            n_tokens += max(0, len(item[sites[0]]) - skip)
             for site in sites:
-                acts = item[site][_SKIP:]
+                acts = item[site][skip:]
                 if len(acts):
                     per_layer[site.layer].append(score_tokens(vectors, site.layer, acts))
     if n_tokens < 2:
@@ -164,7 +209,7 @@ def compute_stats(backend: Backend, vectors: SteeringVectorSet,
         mean[layer] = scores.mean(axis=0).astype(np.float32)
         std[layer] = np.maximum(scores.std(axis=0), 1e-6).astype(np.float32)
     return ReadoutStats(concepts=vectors.concepts, mean=mean, std=std, n_tokens=n_tokens,
-                        key=_stats_key(vectors))
+                        key=_stats_key(vectors), skip=skip, skip_source=source)
 
 
 def neutral_texts(vectors: SteeringVectorSet, corpus: Path | str | None = None) -> list[str]:
@@ -202,6 +247,10 @@ def load_or_compute_stats(run_dir: Path | str, backend: Backend, vectors: Steeri
                     return stats
         except (json.JSONDecodeError, KeyError, ValueError):
             pass  # stale or damaged: recompute below
+    skip, source = readout_skip(vectors)
+    if not source.startswith("run pooling"):
+        print(f"note: the readout leaves out the first {skip} tokens of each text: {source}",
+              file=sys.stderr)
     stats = compute_stats(backend, vectors, neutral_texts(vectors, corpus))
     write_atomic(path, (json.dumps(stats.to_json()) + "\n").encode())
     return stats
@@ -220,6 +269,8 @@ class Readout:
             (the first generated token for `read_generation`, else 0).
         band: the layers averaged when more than one (``layer`` is then the middle one).
         relative: whether each concept's z has the mean over concepts removed.
+        skip: first positions outside the neutral statistics (the stats' ``skip``).
+        skip_source: where ``skip`` came from (see `readout_skip`).
     """
 
     tokens: tuple[str, ...] = attrs.field(converter=_strs)
@@ -229,6 +280,8 @@ class Readout:
     start: int = 0
     band: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
     relative: bool = False
+    skip: int = _SKIP
+    skip_source: str = f"default {_SKIP}"
 
     @property
     def label(self) -> str:
@@ -243,15 +296,18 @@ class Readout:
         return [[(self.concepts[j], float(self.z[t, j])) for j in row]
                 for t, row in enumerate(order)]
 
-    def mean_z(self, concept: str, *, skip: int = _SKIP) -> float:
-        """Mean z of one concept over tokens from ``max(start, skip)`` on."""
-        rows = self.z[max(self.start, skip):, self.concepts.index(concept)]
+    def mean_z(self, concept: str, *, skip: int | None = None) -> float:
+        """Mean z of one concept over tokens from ``max(start, skip)`` on (default
+        ``skip``: the readout's own)."""
+        first = self.skip if skip is None else skip
+        rows = self.z[max(self.start, first):, self.concepts.index(concept)]
         return float(rows.mean()) if len(rows) else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"layer": self.layer, "band": list(self.band), "relative": self.relative,
-                "start": self.start, "tokens": list(self.tokens),
+                "start": self.start, "skip": self.skip, "skip_source": self.skip_source,
+                "tokens": list(self.tokens),
                 "concepts": list(self.concepts),
                 "z": np.round(self.z, 3).tolist()}
 
@@ -268,7 +324,7 @@ class Readout:
         for t, (token, best) in enumerate(zip(self.tokens, self.top(top), strict=True)):
             cells = "  ".join(f"{c} {z:+.1f}" for c, z in best)
             # "~": attention-sink positions, outside the neutral statistics; "*": generated.
-            mark = "~" if t < _SKIP else "*" if t >= self.start and self.start else " "
+            mark = "~" if t < self.skip else "*" if t >= self.start and self.start else " "
             block = _ansi_block(self.concepts.index(best[0][0]), best[0][1]) if use_color else ""
             strip.append(block or ("#" if best[0][1] >= 2 else "+" if best[0][1] >= 1 else "."))
             lines.append(f"{block}{mark}{token!r:<{width}}  {cells}")
@@ -286,7 +342,7 @@ class Readout:
 
         return heatmap_html(self.tokens, self.concepts, self.z, title=title,
                             heading=f"{title}: {self.label}, z against neutral text",
-                            relative_view=not self.relative)
+                            skip=self.skip, relative_view=not self.relative)
 
     def save_html(self, path: Path | str) -> Path:
         """Write `to_html` atomically."""
@@ -301,7 +357,8 @@ class Readout:
         from amygdala.intervene._display import heatmap_png
 
         return heatmap_png(path, self.tokens, self.concepts, self.z,
-                           title=f"readout at {self.label}", relative_view=not self.relative)
+                           title=f"readout at {self.label}", skip=self.skip,
+                           relative_view=not self.relative)
 
 
 def _pyplot() -> Any:
@@ -369,7 +426,7 @@ def read(backend: Backend, vectors: SteeringVectorSet, text: str, *, layer: int,
                       relative=relative)
     return Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
                    layer=layers[len(layers) // 2], z=z, band=tuple(layers) if band else (),
-                   relative=relative)
+                   relative=relative, skip=stats.skip, skip_source=stats.skip_source)
 
 
 def recommended_from_evaluation(run_dir: Path | str | None,
@@ -414,7 +471,7 @@ def bundle_from_stats(vectors: SteeringVectorSet, stats: ReadoutStats, *,
             f"concepts {list(vectors.concepts)}: recompute them with compute_stats")
     return vectors.readout_bundle(
         neutral_mean=stats.mean, neutral_std=stats.std, n_neutral_tokens=stats.n_tokens,
-        skip=_SKIP, recommended_layers=recommended_layers, band=band, shared=shared)
+        skip=stats.skip, recommended_layers=recommended_layers, band=band, shared=shared)
 
 
 def read_generation(
@@ -441,7 +498,8 @@ def read_generation(
     ids = generation.token_ids[:fed]
     z = stats.zscore(layer, score_tokens(vectors, layer, acts))
     return generation, Readout(tokens=_token_strings(backend, ids), concepts=vectors.concepts,
-                               layer=layer, z=z, start=generation.prompt_len)
+                               layer=layer, z=z, start=generation.prompt_len,
+                               skip=stats.skip, skip_source=stats.skip_source)
 
 
 def shared_component(vectors: SteeringVectorSet, stats: ReadoutStats,
