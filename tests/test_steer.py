@@ -46,13 +46,25 @@ def tiny_vectors(d: int = 32, layers: int = 3, seed: int = 0) -> SteeringVectorS
         provenance={"model_fingerprint": "tiny", "corpus_hash": "x"})
 
 
-def _require_consistent_cache(backend: Backend) -> None:
-    """Expect failure where the backend's own cached decoding already drifts unsteered."""
-    plain = [backend.generate(PROMPT, max_new_tokens=8, use_cache=c).token_ids
-             for c in (True, False)]
-    if plain[0] != plain[1]:
-        pytest.xfail(f"the {backend.name} backend's cached decoding differs from uncached "
-                     "even without steering (documented in TransformerLensBackend.generate)")
+# Cases whose greedy tokens flip under the transformer_lens bridge's cached decoding on
+# the tiny Llama (measured; with "all" and "generated" steering the drift happens not to
+# change a token, so those cases are real checks there too).
+_TL_CACHE_DRIFTS = frozenset({"prompt", "modulation"})
+
+
+def _require_consistent_cache(backend: Backend, request: pytest.FixtureRequest,
+                              case: str) -> None:
+    """Expect failure on the transformer_lens backend where its cached decoding drifts.
+
+    Measured on the tiny Llama with TransformerLens 4.x: unsteered, the bridge's cached
+    decoding already differs from its uncached decoding (logits differ by ~0.37 at the
+    first cached step; the torch backend on the same weights differs by <1e-7), see
+    TransformerLensBackend.generate. Strict: a fixed bridge turns this into a failure.
+    """
+    if backend.name == "transformer_lens" and case in _TL_CACHE_DRIFTS:
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="TransformerLens bridge cached decoding differs from uncached "
+            "even without steering (documented in TransformerLensBackend.generate)"))
 
 
 def _generate(backend: Backend, use_cache: bool, **kwargs: Any) -> tuple[int, ...]:
@@ -61,8 +73,9 @@ def _generate(backend: Backend, use_cache: bool, **kwargs: Any) -> tuple[int, ..
 
 
 @pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
-def test_cached_and_uncached_steering_agree(tiny_backend: Backend, positions: Any) -> None:
-    _require_consistent_cache(tiny_backend)
+def test_cached_and_uncached_steering_agree(tiny_backend: Backend, positions: Any,
+                                            request: pytest.FixtureRequest) -> None:
+    _require_consistent_cache(tiny_backend, request, positions)
     vs = tiny_vectors()
     kwargs = {"vectors": vs, "alphas": {"a": 6.0, "b": -3.0}, "layers": [0, 1],
               "positions": positions}
@@ -162,8 +175,9 @@ def test_default_layer_prefers_the_evaluated_best_layer(tmp_path: Path) -> None:
     assert default_layer(vs, tmp_path) == 1
 
 
-def test_circuit_modulation_cached_and_uncached_agree(tiny_backend: Backend) -> None:
-    _require_consistent_cache(tiny_backend)
+def test_circuit_modulation_cached_and_uncached_agree(tiny_backend: Backend,
+                                                     request: pytest.FixtureRequest) -> None:
+    _require_consistent_cache(tiny_backend, request, "modulation")
     ablations = [Ablation(layer=1, component="neurons", indices=[0, 3, 5], mode="scale",
                           factor=4.0),
                  Ablation(layer=0, component="heads", indices=[1], mode="scale", factor=3.0)]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import amygdala
 from amygdala._types import Pooling, Site
 from amygdala.backends._registry import get_backend
 from amygdala.errors import StoreError
@@ -23,6 +24,8 @@ from tests.conftest import tiny_llama
 TEXTS = [f"text number {i} says {'ab' * (i % 7)}" for i in range(24)]
 SITES = [Site(layer=0), Site(layer=2), Site(layer=1, point="mlp_neurons")]
 ROOT = Path(__file__).resolve().parents[1]
+# The child process must import the same amygdala as this one (not whatever is installed).
+SRC = Path(amygdala.__file__).resolve().parents[1]
 
 
 def make_store(path: Path, **kw: object) -> tuple[ActivationStore, object]:
@@ -71,7 +74,7 @@ def test_damaged_shard_is_named(tmp_path: Path) -> None:
 
 _CHILD = textwrap.dedent("""
     import sys, time
-    sys.path.insert(0, {root!r})
+    sys.path[:0] = [{src!r}, {root!r}]
     from amygdala.backends._registry import get_backend
     from amygdala.store._store import ActivationStore
     from amygdala._types import Pooling, Site
@@ -90,9 +93,9 @@ _CHILD = textwrap.dedent("""
 
 def test_killed_capture_resumes_without_recomputing(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
-    script.write_text(_CHILD.format(root=str(ROOT), path=str(tmp_path / "store")))
+    script.write_text(_CHILD.format(src=str(SRC), root=str(ROOT), path=str(tmp_path / "store")))
     child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+                             env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"})
     assert child.stdout is not None
     for _ in range(5):  # let a few shards land, then kill without warning
         child.stdout.readline()
