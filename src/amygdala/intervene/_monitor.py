@@ -81,7 +81,7 @@ class TokenRecord:
         token: the token decoded on its own.
         text: the text this token adds to the output (incremental decoding: empty
             while a multi-byte character is incomplete, special tokens add nothing).
-        sink: an attention-sink position (``position < 2``): no scores.
+        sink: an attention-sink position (``position < Monitor.skip``): no scores.
         layers: row order of ``raw`` and ``z``.
         concepts: column order.
         raw: ``[layers, concepts]`` reader scores (NaN at sinks).
@@ -256,6 +256,9 @@ class Monitor:
             assert run_dir is not None  # a vector set without stats raised above
             stats = load_or_compute_stats(run_dir, self.backend, vectors, corpus=corpus)
         self.stats = stats
+        # Sinks: the positions the neutral statistics left out (the run's pooling skip
+        # where the statistics record it, else 2).
+        self.skip = int(getattr(stats, "skip", SINK_TOKENS))
         self.window = float(window)
         self.rule = rule if rule is not None else EventRule()
         EMA(self.window)  # validate the window now, not at the first token
@@ -281,7 +284,7 @@ class Monitor:
         """The opening record of a stream (``type: start``): what the records hold."""
         return {"format": EVENT_FORMAT, "type": "start", "prompt": prompt,
                 "layers": list(self.layers), "concepts": list(self.concepts),
-                "window": self.window, "rule": self.rule.to_json(), "sink_tokens": SINK_TOKENS,
+                "window": self.window, "rule": self.rule.to_json(), "sink_tokens": self.skip,
                 "score": "z against neutral text (mean and std per layer and concept)"}
 
     # ----- generation ---------------------------------------------------------------
@@ -341,7 +344,7 @@ class Monitor:
             for i, token_id in enumerate(ids[first - offset:]):
                 position = first + i
                 fed.append(int(token_id))
-                sink = position < SINK_TOKENS
+                sink = position < self.skip
                 rz = (np.full_like(raw[i], np.nan), np.full_like(z[i], np.nan)) if sink \
                     else (raw[i], z[i])
                 if position < prompt_len:

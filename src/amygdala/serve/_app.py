@@ -28,7 +28,6 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from amygdala.errors import RequestError
-from amygdala.intervene._display import SINK_TOKENS
 from amygdala.intervene._monitor import EVENT_FORMAT, Monitor, MonitorResult, TokenRecord
 from amygdala.intervene._readout import read
 from amygdala.serve._config import ServeConfig
@@ -393,7 +392,7 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
             engine.leave()
         tokens = list(readouts[0].tokens)
         z = np.stack([r.z[:, columns] for r in readouts], axis=1)  # [tokens, layers, concepts]
-        sink = [t < SINK_TOKENS for t in range(len(tokens))]
+        sink = [t < monitor.skip for t in range(len(tokens))]
         return JSONResponse({
             "format": EVENT_FORMAT, "type": "read", "layers": list(layers),
             "concepts": list(concepts), "tokens": tokens, "sink": sink,
