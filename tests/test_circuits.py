@@ -461,29 +461,6 @@ def test_real_circuit_beats_random_neurons(small_run: Any) -> None:
 
 # ----- the command line -------------------------------------------------------------------
 
-def test_default_read_layer(tmp_path: Path) -> None:
-    from amygdala.cli.circuits import default_layer
-
-    layers = tuple(range(30))
-    layer, source = default_layer(tmp_path, "paired", layers, 30)
-    assert layer == 20 and "2/3 of the depth" in source and "missing" in source
-    best = {"best": {"paired": {"layer": 15, "accuracy": 0.7}}}
-    (tmp_path / "evaluation.json").write_text(json.dumps(best))
-    assert default_layer(tmp_path, "paired", layers, 30) == (
-        15, f"best['paired'] of {tmp_path / 'evaluation.json'}")
-    layer, source = default_layer(tmp_path, "paired", (0, 5, 25), 30)
-    assert layer == 25 and "vectors lack" in source  # 15 is not in the set: nearest 2/3 depth
-    # Another method's layer is never taken silently.
-    (tmp_path / "evaluation.json").write_text(json.dumps(
-        {"best": {"probe": {"layer": 7}}, "recommended_layer": {"probe": 7}}))
-    layer, source = default_layer(tmp_path, "paired", layers, 30)
-    assert layer == 20 and "no layer for method 'paired'" in source
-    # The recommended layer of the run's method wins over its best.
-    (tmp_path / "evaluation.json").write_text(json.dumps(
-        {"best": {"paired": {"layer": 15}}, "recommended_layer": {"paired": 12}}))
-    assert default_layer(tmp_path, "paired", layers, 30)[0] == 12
-
-
 def test_command_line_options() -> None:
     from amygdala.cli import build_parser
 

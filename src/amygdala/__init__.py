@@ -6,9 +6,11 @@ own public names, and the names most people need are re-exported here:
 - `amygdala.corpus`: `Corpus`, `Scenario`, lint and leakage checks;
 - `amygdala.backends`: `load_model`, the `Backend` protocol and its implementations;
 - `amygdala.store`: `ActivationStore`;
-- `amygdala.vectors`: `extract`, `SteeringVector(Set)`, `train`;
+- `amygdala.vectors`: `extract`, `SteeringVector(Set)`, `RunDir` (a run directory's files,
+  config, loader and best layer);
 - `amygdala.diagnose`: `evaluate`, `QualityReport`, circuits;
 - `amygdala.intervene`: `steer`, `read`, steering evaluation;
+- `amygdala.pipeline`: `train`, the whole job that writes a complete run directory;
 - `amygdala.errors`: every exception, all subclasses of `AmygdalaError`.
 
 Modules whose names start with an underscore are private. Importing has no side effects.
@@ -18,7 +20,7 @@ Modules whose names start with an underscore are private. Importing has no side 
 Site(layer=12, point='resid_post')
 """
 
-from amygdala import backends, corpus, diagnose, errors, intervene, store, vectors
+from amygdala import backends, corpus, diagnose, errors, intervene, pipeline, store, vectors
 from amygdala._types import ModelDims, Pooling, Site
 from amygdala.backends import (
     DEFAULT_MODEL,
@@ -51,6 +53,7 @@ from amygdala.intervene import (
     steered_generate,
     steering,
 )
+from amygdala.pipeline import RunOptions, train
 from amygdala.store import ActivationStore
 from amygdala.vectors import (
     METHODS,
@@ -61,22 +64,16 @@ from amygdala.vectors import (
     capture_corpus,
     extract,
     open_session,
-    train,
 )
+from amygdala.vectors._run import RunDir
 
 __all__ = [
-    # corpus
     "CANONICAL_CONCEPTS",
-    # model and backends
     "DEFAULT_MODEL",
-    # vectors
     "METHODS",
-    # activation store
     "ActivationStore",
-    # errors
     "AmygdalaError",
     "Backend",
-    # diagnosis
     "Circuit",
     "Corpus",
     "Evaluation",
@@ -85,9 +82,10 @@ __all__ = [
     "ModelDims",
     "Pooling",
     "QualityReport",
-    # intervention
     "Readout",
     "RunContext",
+    "RunDir",
+    "RunOptions",
     "Scenario",
     "Site",
     "SteeringVector",
@@ -96,7 +94,6 @@ __all__ = [
     "TrainConfig",
     "attach",
     "available_backends",
-    # stage packages
     "backends",
     "capture_corpus",
     "circuit_experiments",
@@ -114,6 +111,7 @@ __all__ = [
     "load_model",
     "open_run",
     "open_session",
+    "pipeline",
     "read",
     "read_generation",
     "steer",

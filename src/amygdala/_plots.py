@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from amygdala.errors import MissingDependencyError
-from amygdala.store._store import write_atomic
+from amygdala._io import figure, write_figure
 
 if TYPE_CHECKING:
     from amygdala.diagnose._quality import QualityReport
@@ -18,39 +16,22 @@ if TYPE_CHECKING:
 __all__ = ["write_plots"]
 
 
-def _figure(**kwargs: Any) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "plots need matplotlib: pip install 'amygdala[plot]' (or pip install matplotlib)"
-        ) from exc
-    return Figure(**kwargs)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
-    return path
-
-
 def _heatmap(report: QualityReport, out: Path) -> Path:
     names = [c.concept for c in report.concepts]
     matrix = np.asarray(report.cosine_matrix)
     size = 2.5 + 0.32 * len(names)
-    fig = _figure(figsize=(size + 1, size))
+    fig = figure(figsize=(size + 1, size))
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_title(f"{report.method}: concept cosines at layer {report.best_layer}")
     fig.colorbar(image, ax=ax, shrink=0.8, label="cosine (normalised space)")
-    return _save(fig, out / "cosine_heatmap.png")
+    return write_figure(fig, out / "cosine_heatmap.png")
 
 
 def _accuracy(evaluation: Mapping[str, Any], out: Path) -> Path:
-    fig = _figure(figsize=(7, 4))
+    fig = figure(figsize=(7, 4))
     ax = fig.add_subplot()
     layers = evaluation["layers"]
     for method, values in evaluation["accuracy"].items():
@@ -66,14 +47,14 @@ def _accuracy(evaluation: Mapping[str, Any], out: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title("per-layer leave-one-scenario-out accuracy (diagnostic: choosing its best\n"
                  "layer selects on the reported folds; see evaluation.json for nested)")
-    return _save(fig, out / "accuracy_by_layer.png")
+    return write_figure(fig, out / "accuracy_by_layer.png")
 
 
 def _alignment(report: QualityReport, out: Path) -> Path:
     ordered = sorted(report.concepts,
                      key=lambda c: c.at(report.best_layer).alignment_mean)
     values = [list(c.at(report.best_layer).alignments) or [0.0] for c in ordered]
-    fig = _figure(figsize=(7, 2 + 0.28 * len(ordered)))
+    fig = figure(figsize=(7, 2 + 0.28 * len(ordered)))
     ax = fig.add_subplot()
     for i, row in enumerate(values, start=1):
         ax.hlines(i, min(row), max(row), color="lightgrey", zorder=1)
@@ -83,7 +64,7 @@ def _alignment(report: QualityReport, out: Path) -> Path:
     ax.axvline(0, color="grey", linewidth=0.5)
     ax.set_xlabel("cosine of each story with the concept direction")
     ax.set_title(f"per-story alignment at layer {report.best_layer}")
-    return _save(fig, out / "alignment.png")
+    return write_figure(fig, out / "alignment.png")
 
 
 def write_plots(report: QualityReport, directory: Path | str,

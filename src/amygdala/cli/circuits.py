@@ -42,8 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--all", action="store_true", help="every concept of the run")
     parser.add_argument("--layer", type=int, default=None,
                         help="read layer (default: the recommended layer of the run's own "
-                             "method in RUN_DIR/evaluation.json, else the run's layer nearest "
-                             "2/3 of the depth; what was used is printed and recorded)")
+                             "method in RUN_DIR/evaluation.json, else the middle of the run's "
+                             "layers; what was used is printed and recorded)")
     parser.add_argument("--procedure", choices=("crossfit", "in-sample", "both"),
                         default="crossfit",
                         help="crossfit (default): rank on some scenarios, ablate on the others; "
@@ -77,43 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
 
 
-def default_layer(run_dir: Path, method: str, layers: tuple[int, ...],
-                  n_layers: int) -> tuple[int, str]:
-    """The read layer for ``method`` and a sentence saying where it came from.
-
-    The run's own method only: ``recommended_layer[method]`` of
-    ``run_dir/evaluation.json``, else its ``best[method]["layer"]``; another method's
-    layer is never taken. Otherwise the run's layer nearest 2/3 of the depth.
-    """
-    path = run_dir / "evaluation.json"
-    why = f"{path} is missing"
-    if path.is_file():
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            data, why = {}, f"{path} is not valid JSON ({exc})"
-        else:
-            why = f"{path} has no layer for method {method!r}"
-        candidates = [
-            (data.get("recommended_layer", {}).get(method),
-             f"recommended_layer[{method!r}] of {path}"),
-            ((data.get("best", {}).get(method) or {}).get("layer"),
-             f"best[{method!r}] of {path}"),
-        ]
-        for layer, source in candidates:
-            if isinstance(layer, int) and layer in layers:
-                return layer, source
-            if isinstance(layer, int):
-                why = f"{source} is layer {layer}, which the vectors lack"
-    target = (2 * n_layers) // 3
-    layer = min(layers, key=lambda x: abs(x - target))
-    return layer, f"the run's layer nearest 2/3 of the depth ({why})"
-
-
 def run(args: argparse.Namespace) -> int:
     """Find, test and save circuits; print a summary table."""
-    from amygdala._types import Pooling
-    from amygdala.corpus._model import Corpus
+    from amygdala._io import write_atomic
     from amygdala.diagnose._circuit_experiments import (
         circuit_experiments,
         crossfit_experiments,
@@ -122,38 +88,25 @@ def run(args: argparse.Namespace) -> int:
         render_summary,
     )
     from amygdala.diagnose._circuits import find_circuit, overlap_matrix
-    from amygdala.errors import CorpusError, VectorFileError
-    from amygdala.store._store import write_atomic
-    from amygdala.vectors._set import SteeringVectorSet
-    from amygdala.vectors._train import TrainConfig, open_session
+    from amygdala.errors import CorpusError
+    from amygdala.vectors._run import RunDir
 
-    run_dir: Path = args.run_dir
-    vectors = SteeringVectorSet.load(run_dir)
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        raise VectorFileError(f"{run_json} is missing; circuits need a run from `amygdala train`")
-    config: dict[str, Any] = json.loads(run_json.read_text())["config"]
-    pooling = Pooling.parse(config.get("pooling", "mean_skip2"))
-    corpus_path: Path = args.corpus if args.corpus is not None else Path(
-        str(vectors.provenance.get("corpus_root", "")))
-    if not ((corpus_path / "paired").is_dir() or
-            (corpus_path.name == "paired" and corpus_path.is_dir())):
+    run_dir = RunDir(args.run_dir)
+    vectors = run_dir.vectors()
+    found = run_dir.corpus(args.corpus)
+    if not found.corpus.scenarios:
         raise CorpusError(
-            f"no corpus at {str(corpus_path)!r} (the run records "
-            f"{vectors.provenance.get('corpus_root')!r}, relative to where it was trained); "
-            "pass --corpus PATH, the directory holding paired/")
-    corpus = Corpus.load(corpus_path)
-    session = open_session(TrainConfig(
-        model=config["model"], backend=args.backend or config.get("backend", "torch"),
-        pooling=pooling, store=None if config.get("store") is None else Path(config["store"]),
-        store_dtype=config.get("store_dtype", "float32"), device=args.device,
-        dtype=args.dtype or config.get("dtype", "float32")))
-    dims = session.backend.dims
+            f"the corpus at {str(found.root)!r} has no paired scenarios; circuits compare "
+            "each scenario's variants; pass --corpus PATH, the directory holding paired/")
+    if found.changed:
+        print(f"amygdala circuits: warning: {found.changed}", file=sys.stderr)
+    corpus = found.corpus
+    session = run_dir.session(backend_name=args.backend, device=args.device, dtype=args.dtype)
     if args.layer is not None:
         layer, layer_source = args.layer, "--layer"
     else:
-        layer, layer_source = default_layer(run_dir, vectors.method, vectors.layers,
-                                            dims.n_layers)
+        choice = run_dir.best_layer(vectors)
+        layer, layer_source = choice.layer, f"{choice.reason}, {run_dir.evaluation}"
     concepts = ([c for c in vectors.concepts if c in corpus.paired_concepts] if args.all
                 else [args.concept])
     in_sample = args.procedure in ("in-sample", "both")
@@ -192,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             held_out.append(fitted)
         seconds = time.perf_counter() - start
         extra["seconds"] = round(seconds, 1)
-        path = circuit.save(run_dir / "circuits" / f"{concept}.json", extra=extra)
+        path = circuit.save(run_dir.circuit(concept), extra=extra)
         print(f"{concept}: {seconds:.0f}s -> {path}", file=sys.stderr)
         circuits.append(circuit)
     k_neuron = 50 if 50 in args.k else max(args.k, default=50)
@@ -222,13 +175,13 @@ def run(args: argparse.Namespace) -> int:
             kind: {r.concept: bool(e is not None and e.passes_ratio)
                    for r in results for e in [r.effect(kind, k)]}  # type: ignore[arg-type]
             for kind, k in (("neurons", k_neuron), ("heads", k_head))}
-    write_atomic(run_dir / "circuits" / "summary.json",
+    write_atomic(run_dir.circuit_summary,
                  (json.dumps(summary, indent=1) + "\n").encode())
     if len(circuits) > 1:
         overlap = {kind: overlap_matrix(circuits, component=kind).round(4).tolist()
                    for kind in ("neurons", "heads")}
         record = {"concepts": concepts, "layer": layer, "layer_source": layer_source,
                   "jaccard": overlap}
-        write_atomic(run_dir / "circuits" / "overlap.json",
+        write_atomic(run_dir.circuit_overlap,
                      (json.dumps(record, indent=1) + "\n").encode())
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 NAME = "import-gguf"
@@ -26,8 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import, save, describe."""
-    from amygdala.store._store import write_atomic
     from amygdala.vectors._gguf import import_gguf
+    from amygdala.vectors._run import RunDir
 
     vectors = import_gguf(args.file, concept=args.concept)
     vectors.save(args.out)
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
                          "method": vectors.method, "normalisation": vectors.normalisation,
                          "layers": list(vectors.layers)},
               "imported_from": str(args.file.resolve()), "provenance": dict(vectors.provenance)}
-    write_atomic(args.out / "run.json", (json.dumps(record, indent=2) + "\n").encode())
+    RunDir(args.out).write_record(record)
     unit = vectors.provenance.get("strength_unit")
     print(f"{args.file}: concept {vectors.concepts[0]!r}, layers {list(vectors.layers)} "
           f"(direction.L = output of 0-based block L), width {vectors.directions.shape[2]}, "

@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from amygdala.cli._common import add_device_options
-from amygdala.errors import CorpusError, VectorFileError
 
 if TYPE_CHECKING:
     from amygdala.diagnose._quality import QualityReport
@@ -36,69 +35,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print quality.json instead")
 
 
-def _evaluation_json(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "evaluation.json"
-    if not path.is_file():
-        return None
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"amygdala report: warning: ignoring unreadable {path}: {exc}", file=sys.stderr)
-        return None
-    return data
-
-
 def compute_for_run(run_dir: Path, *, device: str = "auto",
                     dtype: str | None = None) -> QualityReport:
     """Recompute a run's quality report from its vectors, corpus and the activation store.
 
     The model loads on ``device`` in ``dtype`` (default: the run's own dtype).
     """
-    from amygdala._types import Pooling
-    from amygdala.corpus._model import Corpus
     from amygdala.diagnose._evaluate import Evaluation
     from amygdala.diagnose._quality import build_quality_report
-    from amygdala.vectors._set import SteeringVectorSet
-    from amygdala.vectors._train import TrainConfig, capture_corpus, open_session
+    from amygdala.vectors._run import RunDir
+    from amygdala.vectors._train import capture_corpus
 
-    vectors = SteeringVectorSet.load(run_dir)
-    try:
-        run = json.loads((run_dir / "run.json").read_text())
-        cfg, root = run["config"], run["corpus"]["root"]
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise VectorFileError(f"cannot read {run_dir / 'run.json'} ({exc}); recomputing the "
-                              "quality report needs the run's config and corpus") from exc
-    config = TrainConfig(model=cfg["model"], backend=cfg["backend"], method=cfg["method"],
-                         normalisation=cfg["normalisation"], layers=vectors.layers,
-                         pooling=Pooling.parse(cfg["pooling"]), store=cfg.get("store"),
-                         store_dtype=cfg.get("store_dtype", "float32"), device=device,
-                         dtype=dtype or cfg.get("dtype", "float32"))
-    try:
-        corpus = Corpus.load(root)
-    except CorpusError as exc:
-        raise CorpusError(f"{exc} (run.json of {run_dir} records the corpus root {root!r}; "
-                          "run from the directory it is relative to)") from exc
-    expected = run["corpus"].get("hash")
-    if expected and corpus.content_hash != expected:
-        subset = corpus.select([c for c in vectors.concepts if c in corpus.concepts])
-        if subset.content_hash == expected:
-            corpus = subset
-        else:
-            print(f"amygdala report: warning: the corpus at {root} changed since the run; "
-                  "diagnostics use its current texts", file=sys.stderr)
-    session = open_session(config)
-    data, _ = capture_corpus(session, corpus, vectors.layers)
-    ev_json = _evaluation_json(run_dir)
+    run = RunDir(run_dir)
+    vectors = run.vectors()
+    run.record(required=True)  # the config and corpus come from run.json
+    found = run.corpus(concepts=vectors.concepts)
+    if found.changed:
+        print(f"amygdala report: warning: {found.changed}", file=sys.stderr)
+    session = run.session(device=device, dtype=dtype)
+    data, _ = capture_corpus(session, found.corpus, vectors.layers)
+    ev_json = run.evaluation_json()
     evaluation = Evaluation.from_json(ev_json) if ev_json is not None else None
-    return build_quality_report(session, vectors, data, corpus, evaluation=evaluation)
+    return build_quality_report(session, vectors, data, found.corpus, evaluation=evaluation)
 
 
 def load_or_compute(run_dir: Path, *, recompute: bool = False, device: str = "auto",
                     dtype: str | None = None) -> QualityReport:
     """The run's quality.json, computed (and saved) when missing or when asked."""
-    from amygdala.diagnose._quality import QUALITY_FILE, QualityReport
+    from amygdala.diagnose._quality import QualityReport
+    from amygdala.vectors._run import RunDir
 
-    if not recompute and (run_dir / QUALITY_FILE).is_file():
+    if not recompute and RunDir(run_dir).quality.is_file():
         return QualityReport.load(run_dir)
     report = compute_for_run(run_dir, device=device, dtype=dtype)
     report.save(run_dir)
@@ -128,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(report.render())
     if args.plot:
         from amygdala._plots import write_plots
+        from amygdala.vectors._run import RunDir
 
-        for path in write_plots(report, args.plot, _evaluation_json(run_dir)):
+        for path in write_plots(report, args.plot, RunDir(run_dir).evaluation_json()):
             print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from amygdala.cli._common import add_model_options, parse_layers
-from amygdala.store._store import write_atomic
 from amygdala.vectors._extract import METHODS, NORMALISATIONS
 from amygdala.vectors._gguf import DEFAULT_GGUF_BAND, DEFAULT_GGUF_STRENGTH
 
@@ -45,11 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, evaluate, report."""
+    """Train, evaluate, export, report (`amygdala.pipeline.train`)."""
     from amygdala._types import Pooling
     from amygdala.corpus._model import Corpus
-    from amygdala.diagnose._evaluate import evaluate
-    from amygdala.vectors._train import TrainConfig, open_session, train
+    from amygdala.pipeline import RunOptions, train
+    from amygdala.vectors._run import RunDir
+    from amygdala.vectors._train import TrainConfig, open_session
 
     start = time.perf_counter()
     corpus = Corpus.load(args.corpus)
@@ -60,27 +59,27 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype or "float32",
         store_dtype="float16" if args.float16 else "float32",
     )
+    options = RunOptions(evaluate=not args.no_eval, quality=args.quality_report,
+                         export_readout=args.export_readout, gguf=args.export_gguf,
+                         gguf_layers=parse_layers(args.gguf_layers),
+                         gguf_strength=args.gguf_strength)
     print(f"corpus {corpus.root}: {len(corpus.scenarios)} scenarios, {len(corpus.stories)} "
           f"stories, {len(corpus.neutral)} neutral texts, {len(corpus.concepts)} concepts")
     session = open_session(config)
     dims = session.backend.dims
     print(f"model {session.loaded.model_id} ({session.loaded.fingerprint}): {dims.n_layers} "
           f"layers, d_model {dims.d_model}; backend {config.backend}; store {session.store.path}")
-    result = train(corpus, config=config, out=args.out, session=session,
+    result = train(corpus, config=config, out=args.out, options=options, session=session,
                    progress=not args.quiet and sys.stderr.isatty())
+    run = RunDir(args.out)
     vectors = result.vectors
     print(f"captured {result.captured} new texts; {len(vectors.concepts)} concepts x "
           f"{len(vectors.layers)} layers, method {vectors.method} ({vectors.normalisation}); "
-          f"wrote {args.out}/vectors.safetensors")
-    evaluation = None
-    if not args.no_eval and not corpus.scenarios:
-        print("no paired scenarios: the held-out evaluation (leave one scenario out) is "
-              "skipped; add paired/ scenarios to measure accuracy")
-    if not args.no_eval and corpus.scenarios:
-        evaluation = evaluate(result.data, corpus, methods=[config.method],
-                              normalisation=config.normalisation)
-        write_atomic(args.out / "evaluation.json",
-                     (json.dumps(evaluation.to_json(), indent=2) + "\n").encode())
+          f"wrote {run.vectors_arrays}")
+    for note in result.notes:
+        print(note)
+    if result.evaluation is not None:
+        evaluation = result.evaluation
         detail = evaluation.results[config.method]
         paired, read = detail.accuracy["paired"], detail.accuracy["readout"]
         bow = evaluation.baselines
@@ -89,34 +88,14 @@ def run(args: argparse.Namespace) -> int:
               f"{bow['paired'].value:.3f}, chance {paired.chance:.3f}); read alone "
               f"{read.text()} (bag-of-words {bow['readout'].value:.3f}, chance "
               f"{read.chance:.3f}); recommended layer {evaluation.best_layer(config.method)[0]}")
-    if args.export_gguf:
-        from amygdala.intervene._steer import default_layer
-        from amygdala.vectors._gguf import default_gguf_layers, export_gguf
-
-        gguf_layers = parse_layers(args.gguf_layers) or default_gguf_layers(
-            vectors, default_layer(vectors, args.out))
-        hint = str(getattr(session.loaded.model.config, "model_type", "llama"))
-        for concept in args.export_gguf:
-            path = export_gguf(vectors, args.out / f"{concept}.gguf", concept,
-                               layers=gguf_layers, strength=args.gguf_strength, model_hint=hint)
-            print(f"wrote {path}: direction.L for layers {[x for x in gguf_layers if x]}, "
-                  f"strength {args.gguf_strength} x residual norm per layer")
-    if args.export_readout:
-        from amygdala.intervene._readout import export_run_bundle
-
-        emotional = [t.id for s in corpus.scenarios for t in s.variants.values()] + [
-            t.id for t in corpus.stories]
-        export_run_bundle(args.out, session.backend, vectors, corpus=corpus.root,
-                          data=result.data, emotional_ids=emotional)
-        print(f"wrote {args.out}/readout.safetensors and readout.json (neutral statistics, "
+    for path in result.gguf.values():
+        print(f"wrote {path}: direction.L for layers {[x for x in result.gguf_layers if x]}, "
+              f"strength {args.gguf_strength} x residual norm per layer")
+    if result.readout is not None:
+        print(f"wrote {run.readout_arrays} and {run.readout_meta.name} (neutral statistics, "
               "recommended layer, shared component)")
-    if args.quality_report:
-        from amygdala.diagnose._quality import build_quality_report
-
-        report = build_quality_report(session, vectors, result.data, corpus,
-                                      evaluation=evaluation)
-        report.save(args.out)
+    if result.quality is not None:
         print()
-        print(report.render())
+        print(result.quality.render())
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,10 +95,9 @@ def write_curve_png(ev: Evaluation, path: Path | str) -> Path:
     Raises:
         MissingDependencyError: matplotlib is not installed (``pip install 'amygdala[plot]'``).
     """
-    from amygdala._plots import _figure
-    from amygdala.store._store import write_atomic
+    from amygdala._io import figure, write_figure
 
-    fig = _figure(figsize=(10, 4))
+    fig = figure(figsize=(10, 4))
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     for ax, task, title in zip(axes, ("paired", "readout"),
                                ("paired (vs own baseline)", "read alone (all concepts)"),
@@ -118,8 +116,4 @@ def write_curve_png(ev: Evaluation, path: Path | str) -> Path:
         ax.set_ylim(0, 1)
         ax.set_title(title)
         ax.legend(fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    out = Path(path)
-    write_atomic(out, buffer.getvalue())
-    return out
+    return write_figure(fig, Path(path))

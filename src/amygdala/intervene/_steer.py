@@ -17,21 +17,15 @@ from the unsteered prompt, and every later one sees the edit.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import attrs
-
 from amygdala._types import Site
-from amygdala.backends._registry import Ablation, Backend, Edit, Generation, get_backend
-from amygdala.errors import (
-    CircuitMissingError,
-    UnknownConceptError,
-    UnknownSiteError,
-)
+from amygdala.backends._registry import Ablation, Backend, Edit, Generation
+from amygdala.errors import CircuitMissingError, UnknownConceptError
+from amygdala.vectors._run import RunContext, RunDir, best_layer
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -54,10 +48,11 @@ POSITIONS: tuple[Positions, ...] = get_args(Positions)
 
 
 def default_layer(vectors: SteeringVectorSet, run_dir: Path | str | None = None) -> int:
-    """The steering layer to use when none is given.
+    """The steering layer to use when none is given: the run's best layer.
 
-    The best layer of the vectors' method in ``RUN_DIR/evaluation.json`` when that
-    file exists and names a layer the set has; else the middle of the set's layers.
+    `amygdala.vectors.best_layer` on ``RUN_DIR/evaluation.json`` (the layer the nested
+    evaluation recommends for the vectors' method, when the set has it), else the middle
+    of the set's layers.
 
     >>> import numpy as np
     >>> vs = SteeringVectorSet(concepts=["a"], layers=[0, 1, 2],
@@ -66,16 +61,9 @@ def default_layer(vectors: SteeringVectorSet, run_dir: Path | str | None = None)
     >>> default_layer(vs)
     1
     """
-    if run_dir is not None:
-        path = Path(run_dir) / "evaluation.json"
-        if path.is_file():
-            try:
-                best = json.loads(path.read_text())["best"][vectors.method]["layer"]
-            except (KeyError, TypeError, json.JSONDecodeError):
-                best = None
-            if isinstance(best, int) and best in vectors.layers:
-                return best
-    return vectors.layers[len(vectors.layers) // 2]
+    if run_dir is None:
+        return best_layer(None, vectors.method, vectors.layers).layer
+    return RunDir(run_dir).best_layer(vectors).layer
 
 
 def _span(positions: Positions, prompt_len: int | None) -> tuple[int, int | None]:
@@ -172,7 +160,7 @@ def circuit_ablations(run_dir: Path | str, concept: str, factor: float) -> list[
     Raises:
         CircuitMissingError: no circuit file; ``amygdala circuits RUN_DIR`` writes them.
     """
-    path = Path(run_dir) / "circuits" / f"{concept}.json"
+    path = RunDir(run_dir).circuit(concept)
     if not path.is_file():
         raise CircuitMissingError(
             f"no circuit for {concept!r} at {path}; run `amygdala circuits {run_dir}` first, "
@@ -241,21 +229,13 @@ def _steering(
             yield
 
 
-@attrs.frozen(kw_only=True)
-class RunContext:
-    """A run directory opened for use: its vectors and a backend on its model."""
-
-    run_dir: Path
-    vectors: SteeringVectorSet
-    backend: Backend
-    config: Mapping[str, Any]
-
-
 def open_run(
     run_dir: Path | str, *, backend: Backend | None = None, device: str | None = None,
     dtype: str | None = None,
 ) -> RunContext:
     """Load ``RUN_DIR``'s vectors and the model/backend named in its ``run.json``.
+
+    The same as ``RunDir(run_dir).open(...)`` (`amygdala.vectors.RunDir.open`).
 
     Args:
         run_dir: a directory written by ``amygdala train``.
@@ -267,23 +247,4 @@ def open_run(
         VectorFileError: the vectors are missing or malformed.
         UnknownSiteError: the backend's model does not match the vectors.
     """
-    path = Path(run_dir)
-    vectors = SteeringVectorSet.load(path)
-    run_json = path / "run.json"
-    config: dict[str, Any] = {}
-    if run_json.is_file():
-        config = dict(json.loads(run_json.read_text()).get("config", {}))
-    if backend is None:
-        from amygdala.backends._loading import DEFAULT_MODEL, load_model
-
-        loaded = load_model(str(config.get("model") or DEFAULT_MODEL), device=device or "auto",
-                            dtype=dtype or str(config.get("dtype") or "float32"))
-        backend = get_backend(str(config.get("backend") or "torch"), loaded)
-    d_model = backend.dims.d_model
-    if vectors.directions.shape[2] != d_model or max(vectors.layers) >= backend.dims.n_layers:
-        raise UnknownSiteError(
-            f"vectors in {path} have width {vectors.directions.shape[2]} and layers up to "
-            f"{max(vectors.layers)}, but the model has d_model {d_model} and "
-            f"{backend.dims.n_layers} layers; use the model the run was trained on"
-        )
-    return RunContext(run_dir=path, vectors=vectors, backend=backend, config=config)
+    return RunDir(run_dir).open(backend=backend, device=device, dtype=dtype)

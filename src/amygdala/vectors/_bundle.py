@@ -27,8 +27,9 @@ import attrs
 import numpy as np
 from safetensors.numpy import load_file, save
 
+from amygdala._io import write_atomic
 from amygdala.errors import DimensionMismatchError, UnknownSiteError, VectorFileError
-from amygdala.store._store import write_atomic
+from amygdala.vectors._files import READOUT_ARRAYS, READOUT_META
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -162,7 +163,7 @@ class ReadoutBundle:
                                                                      np.float32)
             tensors[f"layer_{layer}.offsets"] = np.ascontiguousarray(self.offsets[layer],
                                                                      np.float32)
-        write_atomic(out / "readout.safetensors", save(tensors))
+        write_atomic(out / READOUT_ARRAYS, save(tensors))
         hidden = int(self.readers[self.layers[0]].shape[1]) if self.layers else 0
         meta = {
             "format_version": BUNDLE_FORMAT, "concepts": list(self.concepts),
@@ -180,7 +181,7 @@ class ReadoutBundle:
             "method": self.method, "normalisation": self.normalisation,
             "provenance": dict(self.provenance),
         }
-        write_atomic(out / "readout.json", (json.dumps(meta, indent=2) + "\n").encode())
+        write_atomic(out / READOUT_META, (json.dumps(meta, indent=2) + "\n").encode())
         return out
 
     @classmethod
@@ -191,7 +192,7 @@ class ReadoutBundle:
             VectorFileError: files missing, malformed or of another format.
         """
         path = Path(directory)
-        meta_path, array_path = path / "readout.json", path / "readout.safetensors"
+        meta_path, array_path = path / READOUT_META, path / READOUT_ARRAYS
         try:
             meta = json.loads(meta_path.read_text())
             arrays = load_file(str(array_path))

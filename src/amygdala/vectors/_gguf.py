@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from amygdala._io import write_atomic_with
 from amygdala.errors import (
     DimensionMismatchError,
     MissingDependencyError,
@@ -132,11 +133,9 @@ def export_gguf(vectors: SteeringVectorSet, path: Path | str, concept: str, *,
         raise UnknownSiteError(
             f"no layer to write for {concept!r}: expected layers >= 1 of {list(vectors.layers)}"
         )
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     norms = [float(vectors.resid_norm[vectors.layer_index(layer)]) for layer in chosen]
-    try:
+
+    def write(tmp: Path) -> None:
         writer = gguf.GGUFWriter(str(tmp), _ARCH)
         writer.add_string("controlvector.model_hint", model_hint)
         writer.add_uint32("controlvector.layer_count", len(chosen))
@@ -157,10 +156,8 @@ def export_gguf(vectors: SteeringVectorSet, path: Path | str, concept: str, *,
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return write_atomic_with(path, write)
 
 
 def _field(reader: Any, key: str) -> Any:
