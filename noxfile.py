@@ -128,7 +128,23 @@ def tests(session: nox.Session) -> None:
     # comes without its declared dependencies (scikit-learn is the one it imports).
     session.install("scikit-learn>=1.4")
     session.install("--no-deps", STEERING_VECTORS)
-    session.run("pytest", "--timeout=900", *session.posargs, env={"PYTHONHASHSEED": "0"})
+    session.run("pytest", "--timeout=900", *session.posargs)
+
+
+MUTMUT = "mutmut==3.8.1"
+
+
+@nox.session(python=PYTHON)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core modules (mutmut); killed share to benchmarks/results/.
+
+    Default: 25 mutants per module drawn with a fixed seed, one at a time (this machine
+    has 2 cores; about 30-60 min). `nox -s mutants -- --sample 0` runs every mutant;
+    `-- --modules store,vectors._set` runs some modules. See docs/testing.md.
+    """
+    install(session, "plot")
+    session.install(*TEST_DEPS, MUTMUT)
+    session.run("python", "benchmarks/mutants.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

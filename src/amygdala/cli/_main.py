@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from amygdala.errors import AmygdalaError
+from amygdala.errors import AmygdalaError, MissingDependencyError
 
 # Order is the order of `amygdala --help`.
 _COMMAND_MODULES = (
@@ -33,7 +33,12 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every available subcommand."""
+    """Build the argument parser with every registered subcommand.
+
+    Raises:
+        MissingDependencyError: a registered command's module is missing (a broken
+            install); no command is left out silently.
+    """
     parser = argparse.ArgumentParser(
         prog="amygdala",
         description="Find, check and use emotion directions inside language models.",
@@ -44,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(f"amygdala.cli.{module_name}")
         except ModuleNotFoundError as exc:
             if exc.name == f"amygdala.cli.{module_name}":
-                continue  # command not built yet in this version
+                # A registered command whose module is gone is a broken install, not a
+                # command to leave out quietly.
+                raise MissingDependencyError(
+                    f"amygdala command {module_name!r} is registered but its module "
+                    f"amygdala.cli.{module_name} is missing; reinstall amygdala "
+                    "(`pip install --force-reinstall amygdala`)") from exc
             raise
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(command)
