@@ -484,7 +484,7 @@ class HeldOutEffect:
         fold_drops: ``drop`` per fold; ``fold_random_drops``: the random fall per fold.
         rel_drop: ``drop`` over the mean held-out clean projection.
         selection_jaccard: mean Jaccard overlap of the resampled selections with the
-            whole-half selection (1 = selection never changes).
+            whole-half selection (1 = selection never changes; nan without re-selections).
         accuracy_clean: held-out classification of the concept's variants (fold
             readers), clean; ``accuracy_top``: top-k ablated; ``accuracy_random``: random.
     """
@@ -730,7 +730,7 @@ def crossfit_experiments(
     top_falls: dict[tuple[Kind, int], list[np.ndarray]] = {}
     rand_falls: dict[tuple[Kind, int], list[np.ndarray]] = {}
     jaccards: dict[tuple[Kind, int], list[float]] = {}
-    acc: dict[tuple[Kind, int], list[tuple[list[bool], list[bool], list[float]]]] = {}
+    acc: dict[tuple[Kind, int], list[tuple[list[bool], list[bool]]]] = {}
     clean_hits: list[bool] = []
     clean_all: list[np.ndarray] = []
     fold_results: list[FoldResult] = []
@@ -799,7 +799,7 @@ def crossfit_experiments(
                     jaccards.setdefault((kind, k), []).extend(
                         _jaccard(sets[0], other) for other in sets[1:])
                 acc.setdefault((kind, k), []).append(
-                    (hits(tc[0]), [h for c in rc for h in hits(c)], []))
+                    (hits(tc[0]), [h for c in rc for h in hits(c)]))
                 for c, factor in zip(plan.get(("scale", kind, k), []), scales, strict=False):
                     rise = float((own[c] - own[0]).mean())
                     clean_mean = float(own[0].mean())
@@ -821,15 +821,15 @@ def crossfit_experiments(
         drop = float(np.concatenate([f[0] for f in per_fold]).mean())
         random_drop = float(np.concatenate([r.mean(0) for r in rand]).mean())
         drop_ci, random_ci = _selection_bootstrap(per_fold, rand, n_boot, rng)
-        top_hits = [h for t, _, _ in acc[(kind, k)] for h in t]
-        rand_hits = [h for _, r, _ in acc[(kind, k)] for h in r]
+        top_hits = [h for t, _ in acc[(kind, k)] for h in t]
+        rand_hits = [h for _, r in acc[(kind, k)] for h in r]
         effects.append(HeldOutEffect(
             kind=kind, k=k, drop=drop, random_drop=random_drop, drop_ci=drop_ci,
             random_ci=random_ci, fold_drops=tuple(float(f[0].mean()) for f in per_fold),
             fold_random_drops=tuple(float(r.mean()) for r in rand),
             rel_drop=drop / clean_mean if clean_mean else math.nan,
             selection_jaccard=float(np.mean(jaccards[(kind, k)])) if jaccards.get((kind, k))
-            else 1.0,
+            else math.nan,
             accuracy_clean=float(np.mean(clean_hits)), accuracy_top=float(np.mean(top_hits)),
             accuracy_random=float(np.mean(rand_hits))))
     params = {
