@@ -73,7 +73,13 @@ def tiny_arch(arch: str, seed: int = 0) -> LoadedModel:
     return tiny_model(arch, AutoTokenizer.from_pretrained(_tiny_dir()), seed)
 
 
-def _tiny_params() -> list[Any]:
+def all_arch_params() -> list[Any]:
+    """``(backend, architecture)`` params: both backends on Llama, torch on every other.
+
+    tests/test_backends.py runs the conformance suite over them; other modules keep
+    `tiny_backend` (Llama only): some of their claims, such as exact neuron attribution,
+    hold only for pre-norm blocks.
+    """
     from tests.tiny_models import TINY_ARCHS
 
     # Every backend on Llama; the torch backend on every architecture it maps.
@@ -83,15 +89,10 @@ def _tiny_params() -> list[Any]:
     return params
 
 
-@pytest.fixture(params=_tiny_params())
+@pytest.fixture(params=BACKEND_NAMES)
 def tiny_backend(request: pytest.FixtureRequest) -> Backend:
-    """A backend around its own tiny random model (same seed, same weights per architecture).
-
-    Parametrised over both backends on Llama and the torch backend on every mapped
-    architecture, so the whole conformance suite runs on each.
-    """
-    name, arch = request.param
-    return get_backend(name, tiny_arch(arch))
+    """Each backend around its own tiny random Llama (same seed, same weights)."""
+    return get_backend(request.param, tiny_llama())
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,17 @@ from amygdala.errors import (
     UnknownSiteError,
     UnsupportedArchitectureError,
 )
-from tests.conftest import BACKEND_NAMES, tiny_llama
+from tests.conftest import BACKEND_NAMES, all_arch_params, tiny_arch, tiny_llama
 
 TEXTS = ["The kettle clicked off.", "He read the letter twice, then folded it.", "Rain."]
+
+
+@pytest.fixture(params=all_arch_params())
+def tiny_backend(request: pytest.FixtureRequest) -> Backend:
+    """Overrides the conftest fixture: both backends on a tiny Llama, and the torch backend
+    on a tiny random model of every architecture it maps (tests/tiny_models.py)."""
+    name, arch = request.param
+    return get_backend(name, tiny_arch(arch))
 
 
 class BoomError(RuntimeError):
