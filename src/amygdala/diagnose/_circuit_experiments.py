@@ -635,7 +635,7 @@ def assign_folds(slugs: Sequence[str], folds: int, seed: int) -> list[tuple[str,
         ValueError: fewer scenarios than folds, or fewer than 2 folds.
 
     >>> assign_folds(["a", "b", "c"], 2, 0)
-    [('a', 'c'), ('b',)]
+    [('b', 'c'), ('a',)]
     """
     if folds < 2 or len(slugs) < folds:
         raise ValueError(f"cross-fitting needs >= 2 folds and at least one scenario per fold; "
