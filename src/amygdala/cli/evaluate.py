@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from amygdala.cli._common import add_model_options, parse_layers
 from amygdala.vectors._extract import METHODS, NORMALISATIONS
@@ -37,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="write the learning curve here (needs `pip install "
                         "'amygdala[plot]'`)")
+    parser.add_argument("--transfer", type=Path, default=None, metavar="CORPUS",
+                        help="also fit on the whole corpus (layer chosen on it alone) and score "
+                        "this independently written corpus, e.g. heldout/")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
 
 
@@ -74,8 +78,34 @@ def run(args: argparse.Namespace) -> int:
                       layer=args.layer, folds=args.folds, seed=args.seed,
                       curve=args.learning_curve, curve_draws=args.curve_draws)
     print(result.render())
+    payload = result.to_json()
+    if args.transfer is not None:
+        payload["transfer"] = _transfer(args, session, corpus, data, methods, layers)
     if args.json is not None:
-        write_atomic(args.json, (json.dumps(result.to_json(), indent=2) + "\n").encode())
+        write_atomic(args.json, (json.dumps(payload, indent=2) + "\n").encode())
     if args.plot is not None:
         print(f"wrote {write_curve_png(result, args.plot)}", file=sys.stderr)
     return 0
+
+
+def _transfer(args: argparse.Namespace, session: Any, corpus: Any, data: Any,
+              methods: list[str], layers: tuple[int, ...]) -> dict[str, Any]:
+    """Score an independent corpus with each method fitted on the whole training corpus."""
+    from amygdala.corpus._model import Corpus
+    from amygdala.diagnose._heldout import heldout_transfer
+    from amygdala.vectors._train import capture_corpus
+
+    test = Corpus.load(args.transfer)
+    test_data, _ = capture_corpus(session, test, layers, batch_size=args.batch_size,
+                                  progress=sys.stderr.isatty())
+    print(f"\ntransfer to {args.transfer} ({len(test.scenarios)} scenarios, "
+          f"{sum(len(s.concepts) for s in test.scenarios)} variants, {len(test.stories)} "
+          "stories): fitted on the whole training corpus, layer chosen on it alone")
+    out: dict[str, Any] = {"corpus": str(args.transfer), "methods": {}}
+    for method in methods:
+        result = heldout_transfer(data, corpus, test_data, test, method,
+                                  normalisation=args.normalisation, folds=args.folds,
+                                  seed=args.seed)
+        print(result.render())
+        out["methods"][method] = result.to_json()
+    return out
