@@ -23,6 +23,7 @@ from amygdala.corpus._model import Corpus, Scenario
 from amygdala.errors import QualityFileError, UnknownConceptError, UnknownSiteError
 from amygdala.store._store import write_atomic
 from amygdala.vectors._extract import ExtractionInput, extract, paired_differences, views
+from amygdala.vectors._files import QUALITY_FILE
 from amygdala.vectors._methods import SubspaceSpectrum, subspace_spectrum
 from amygdala.vectors._set import SteeringVectorSet
 
@@ -53,7 +54,6 @@ __all__ = [
 SCHEMA_VERSION = 2
 # Schema 1 files (no subspace fields) still load; their subspace fields are None.
 READABLE_SCHEMAS = (1, 2)
-QUALITY_FILE = "quality.json"
 
 # Thresholds (reasoning in docs/quality.md). First-PC share of the positives'
 # variance: above 0.7 one direction explains most of what the stories do; below

@@ -44,6 +44,7 @@ from amygdala.intervene._judge import Judge, judge_report
 from amygdala.intervene._readout import ReadoutStats, score_tokens
 from amygdala.intervene._steer import circuit_ablations, steered_generate
 from amygdala.store._store import write_atomic
+from amygdala.vectors._files import CIRCUITS_DIR, STEERING_FILE
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -84,7 +85,6 @@ DISTINCT_BUDGET: Final = 0.8
 # ...and its mean repeated-3-gram share is at most this much above the unsteered mean.
 REPETITION_BUDGET: Final = 0.1
 RESULT_FILE: Final = "eval_steer.json"
-STEERING_FILE: Final = "steering.json"
 
 Mode = Literal["vector", "circuit"]
 
@@ -492,7 +492,7 @@ def evaluate_steering(
         plans: list[tuple[Mode, float, Sequence[Ablation]]] = [
             ("vector", float(a), ()) for a in alphas]
         has_circuit = run_dir is not None and (
-            Path(run_dir) / "circuits" / f"{concept}.json").is_file()
+            Path(run_dir) / CIRCUITS_DIR / f"{concept}.json").is_file()
         if (has_circuit or circuits is not None) and circuit_source is not None:
             plans += [("circuit", float(f), circuit_source(concept, float(f))) for f in factors]
         for mode, strength, ablations in plans:

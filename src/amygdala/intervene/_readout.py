@@ -25,7 +25,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import numpy as np
@@ -41,6 +41,7 @@ from amygdala.errors import (
 from amygdala.store._store import write_atomic
 from amygdala.vectors._bundle import ReadoutBundle
 from amygdala.vectors._bundle import relative as _relative
+from amygdala.vectors._files import EVALUATION_FILE, READOUT_STATS_FILE
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
     "zscore_tokens",
 ]
 
-STATS_FILE = "readout_stats.json"
+STATS_FILE: Final = READOUT_STATS_FILE  # the old name, kept for existing imports
 # 2: scores include the method's offsets and readers are no longer unit-normalised.
 _STATS_FORMAT = 2
 # First positions excluded from neutral statistics (attention-sink tokens) when the
@@ -436,10 +437,10 @@ def recommended_from_evaluation(run_dir: Path | str | None,
     Reads ``recommended_layer[method]`` (an int or a list) and, when present,
     ``recommended_band[method]``; returns empty lists when the file or field is missing.
     """
-    if run_dir is None or not (Path(run_dir) / "evaluation.json").is_file():
+    if run_dir is None or not (Path(run_dir) / EVALUATION_FILE).is_file():
         return [], []
     try:
-        data = json.loads((Path(run_dir) / "evaluation.json").read_text())
+        data = json.loads((Path(run_dir) / EVALUATION_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return [], []
 

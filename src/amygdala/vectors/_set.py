@@ -24,6 +24,7 @@ from amygdala.errors import (
 )
 from amygdala.store._store import write_atomic
 from amygdala.vectors._bundle import ReadoutBundle
+from amygdala.vectors._files import VECTORS_ARRAYS, VECTORS_META
 
 __all__ = ["FORMAT_VERSION", "SteeringVector", "SteeringVectorSet", "derived_readers"]
 
@@ -290,12 +291,12 @@ class SteeringVectorSet:
                   "resid_norm": self.resid_norm, "mean": self.mean, "std": self.std,
                   "readers": self.all_readers, "offsets": self.all_offsets}
         blob = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
-        write_atomic(out / "vectors.safetensors", blob)
+        write_atomic(out / VECTORS_ARRAYS, blob)
         meta = {"format_version": FORMAT_VERSION, "concepts": list(self.concepts),
                 "layers": list(self.layers), "method": self.method,
                 "normalisation": self.normalisation, "site": "resid_post",
                 "provenance": dict(self.provenance)}
-        write_atomic(out / "vectors.json", (json.dumps(meta, indent=2) + "\n").encode())
+        write_atomic(out / VECTORS_META, (json.dumps(meta, indent=2) + "\n").encode())
         return out
 
     @classmethod
@@ -306,7 +307,7 @@ class SteeringVectorSet:
             VectorFileError: files missing, malformed or from a newer format.
         """
         path = Path(directory)
-        meta_path, array_path = path / "vectors.json", path / "vectors.safetensors"
+        meta_path, array_path = path / VECTORS_META, path / VECTORS_ARRAYS
         if not meta_path.is_file() or not array_path.is_file():
             raise VectorFileError(
                 f"expected vectors.json and vectors.safetensors in {path}; "

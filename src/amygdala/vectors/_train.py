@@ -22,6 +22,7 @@ from amygdala.corpus._model import Corpus
 from amygdala.errors import UnknownSiteError
 from amygdala.store._store import ActivationStore, StoreDtype, write_atomic
 from amygdala.vectors._extract import ExtractionInput, Method, Normalisation, extract, reference_ids
+from amygdala.vectors._files import RUN_FILE
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = ["Session", "TrainConfig", "TrainResult", "capture_corpus", "open_session", "train"]
@@ -259,4 +260,4 @@ def write_run_json(run_dir: Path, *, config: TrainConfig, corpus: Corpus, sessio
         "python": platform.python_version(), "torch": torch.__version__,
         **(extra or {}),
     }
-    write_atomic(run_dir / "run.json", (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(run_dir / RUN_FILE, (json.dumps(record, indent=2) + "\n").encode())
