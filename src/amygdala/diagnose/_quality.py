@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 import numpy as np
 
+from amygdala._io import write_atomic
 from amygdala.corpus._model import Corpus, Scenario
 from amygdala.errors import QualityFileError, UnknownConceptError, UnknownSiteError
-from amygdala.store._store import write_atomic
 from amygdala.vectors._extract import ExtractionInput, extract, paired_differences, views
 from amygdala.vectors._files import QUALITY_FILE
 from amygdala.vectors._methods import SubspaceSpectrum, subspace_spectrum

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from amygdala._io import write_atomic_with
+
 __all__ = ["SINK_TOKENS", "color_limit", "heatmap_html", "heatmap_png", "relative",
            "sink_mask"]
 
@@ -116,12 +118,10 @@ def heatmap_png(path: Path | str, tokens: Sequence[str], concepts: Sequence[str]
                      "attention sinks)", fontsize=8)
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(target)
-    return target
+    try:
+        return write_atomic_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _rgb(z: float, limit: float) -> str:

@@ -38,12 +38,12 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._io import write_atomic, write_atomic_with
 from amygdala._types import Site
 from amygdala.backends._registry import Ablation, Backend, Generation
 from amygdala.intervene._judge import Judge, judge_report
 from amygdala.intervene._readout import ReadoutStats, score_tokens
 from amygdala.intervene._steer import circuit_ablations, steered_generate
-from amygdala.store._store import write_atomic
 from amygdala.vectors._files import CIRCUITS_DIR, STEERING_FILE
 from amygdala.vectors._set import SteeringVectorSet
 
@@ -333,11 +333,11 @@ class SteerEvaluation:
             ax.set_title(f"{mode} steering")
         axes[0][-1].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
-        path = out / "success_vs_strength.png"
-        tmp = out / ".success_vs_strength.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
+        try:
+            path = write_atomic_with(out / "success_vs_strength.png",
+                                     lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        finally:
+            plt.close(fig)
         return [path]
 
 

@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._io import write_atomic
 from amygdala._types import Site
 from amygdala.backends._registry import Backend, Generation
 from amygdala.errors import (
@@ -38,7 +39,6 @@ from amygdala.errors import (
     MissingDependencyError,
     NeutralTextsError,
 )
-from amygdala.store._store import write_atomic
 from amygdala.vectors._bundle import ReadoutBundle
 from amygdala.vectors._bundle import relative as _relative
 from amygdala.vectors._files import EVALUATION_FILE, READOUT_STATS_FILE

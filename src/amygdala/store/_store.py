@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,6 +27,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+# Re-exported for code that imports the writer from here; it lives in amygdala._io.
+from amygdala._io import write_atomic as write_atomic
 from amygdala._types import Pooling, Site
 from amygdala.backends._registry import Backend
 from amygdala.errors import NonFiniteError, StoreError, UnknownSiteError
@@ -38,30 +38,12 @@ __all__ = ["ActivationStore", "Activations", "text_hash"]
 _FORMAT = 1
 _NORM_PREFIX = "token_norm."
 _SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16"}
-# mkstemp creates files readable by their owner only; outputs are meant to be shared.
-_FILE_MODE = 0o644
 StoreDtype = Literal["float32", "float16"]
 
 
 def text_hash(text: str) -> str:
     """Return the content address of a text (sha256 of its UTF-8 bytes, 32 hex digits)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @attrs.frozen(kw_only=True)

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 from safetensors.numpy import load_file, save
 
+from amygdala._io import write_atomic
 from amygdala.errors import (
     DimensionMismatchError,
     NonFiniteError,
@@ -22,7 +23,6 @@ from amygdala.errors import (
     UnknownSiteError,
     VectorFileError,
 )
-from amygdala.store._store import write_atomic
 from amygdala.vectors._bundle import ReadoutBundle
 from amygdala.vectors._files import VECTORS_ARRAYS, VECTORS_META
 

@@ -14,13 +14,14 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._io import write_atomic
 from amygdala._types import Pooling, Site
 from amygdala.backends._device import DtypeName, dtype_name, resolve_dtype
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, cache_dir, load_model
 from amygdala.backends._registry import Backend, get_backend
 from amygdala.corpus._model import Corpus
 from amygdala.errors import UnknownSiteError
-from amygdala.store._store import ActivationStore, StoreDtype, write_atomic
+from amygdala.store._store import ActivationStore, StoreDtype
 from amygdala.vectors._extract import ExtractionInput, Method, Normalisation, extract, reference_ids
 from amygdala.vectors._files import RUN_FILE
 from amygdala.vectors._set import SteeringVectorSet
@@ -71,7 +72,7 @@ class TrainConfig:
 
     model: str = DEFAULT_MODEL
     backend: str = "torch"
-    method: Method = "paired"
+    method: Method = "probe"
     normalisation: Normalisation = "standardise"
     layers: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_layers)
     pooling: Pooling = attrs.field(factory=Pooling)
