@@ -203,6 +203,20 @@ def test_evaluation_picks_best_layer_and_loso(synthetic: dict[str, Any]) -> None
     assert report.concept("twin_a").loso_accuracy is None
 
 
+def test_without_evaluation_the_layer_is_the_runs_middle_layer(report: QualityReport,
+                                                                synthetic: dict[str, Any]) -> None:
+    # The run's one rule (RunDir.best_layer): no evaluation -> layers[len // 2].
+    assert (report.best_layer, report.best_layer_source) == (LAYERS[1], "middle")
+    assert report.loso_layer is None
+    # An evaluation whose layer the vectors lack falls back to the middle layer too.
+    evaluation = Evaluation(methods=("paired",), layers=(0, 1), accuracy=np.array([[0.9, 0.5]]),
+                            recommended={"paired": 0}, per_concept={"paired": {}},
+                            n_items=48, chance=0.2, bag_of_words=0.3)
+    other = compute_quality(synthetic["vectors"], synthetic["data"], synthetic["corpus"],
+                            evaluation=evaluation)
+    assert (other.best_layer, other.best_layer_source) == (LAYERS[1], "middle")
+
+
 def test_layers_subset_and_missing_layer(synthetic: dict[str, Any]) -> None:
     report = compute_quality(synthetic["vectors"], synthetic["data"], synthetic["corpus"],
                              layers=[LAYERS[1]])

@@ -25,6 +25,7 @@ from amygdala.errors import QualityFileError, UnknownConceptError, UnknownSiteEr
 from amygdala.vectors._extract import ExtractionInput, extract, paired_differences, views
 from amygdala.vectors._files import QUALITY_FILE
 from amygdala.vectors._methods import SubspaceSpectrum, subspace_spectrum
+from amygdala.vectors._run import best_layer
 from amygdala.vectors._set import SteeringVectorSet
 
 if TYPE_CHECKING:
@@ -235,7 +236,9 @@ class QualityReport:
         model_id, corpus_hash: provenance (empty when unknown).
         layers: the layers diagnosed.
         best_layer: the layer the labels, nearest concepts and heatmap refer to.
-        best_layer_source: ``evaluation`` (held-out accuracy), ``split_half`` or ``alignment``.
+        best_layer_source: ``evaluation`` (the evaluation's recommended layer) or ``middle``
+            (the middle layer; the run's rule, `amygdala.vectors.best_layer`). Older
+            reports may say ``split_half`` or ``alignment``.
         loso_layer: the layer ``loso_accuracy`` was measured at (None without evaluation).
         seed, n_splits: of the split-half refits.
         thresholds: the cut-offs used.
@@ -508,15 +511,13 @@ def compute_quality(
     h_idx, h_share = _heads(u, std, vectors.layers, head_writes)
 
     spectra = _subspace_spectra(vectors, data, corpus)
-    best, source, loso_layer, loso = _best_layer(vectors, evaluation, stability)
+    best, source, loso_layer, loso = _best_layer(vectors, evaluation)
     rows: list[tuple[str, list[str], np.ndarray, np.ndarray]] = []
     for ci, concept in enumerate(vectors.concepts):
         ids, pos = _positives(vectors, data, corpus, concept)
         pos = np.transpose(pos / std[None], (1, 0, 2))  # [L, n, d]
         align = np.einsum("lnd,ld->ln", _unit(pos), u[ci])
         rows.append((concept, ids, pos, align))
-    if source == "alignment":
-        best = vectors.layers[int(np.argmax(np.mean([r[3].mean(1) for r in rows], axis=0)))]
     bi = vectors.layers.index(best)
 
     results = []
@@ -594,21 +595,22 @@ def _subspace_fields(spectrum: SubspaceSpectrum | None, li: int) -> dict[str, An
             "effective_dim_full": _r(spectrum.effective_dim_full(li))}
 
 
-def _best_layer(vectors: SteeringVectorSet, evaluation: Evaluation | None, stability: np.ndarray,
+def _best_layer(vectors: SteeringVectorSet, evaluation: Evaluation | None,
                 ) -> tuple[int, str, int | None, dict[str, float]]:
-    """Best layer, how it was chosen, the LOSO layer and per-concept LOSO accuracy."""
+    """Best layer, how it was chosen, the LOSO layer and per-concept LOSO accuracy.
+
+    The layer is the run's rule (`amygdala.vectors.best_layer`): the evaluation's
+    recommended layer for the vectors' method, else the middle of the vectors' layers.
+    """
     loso: dict[str, float] = {}
     loso_layer = None
+    recommended: dict[str, Any] | None = None
     if evaluation is not None and vectors.method in evaluation.methods:
         loso_layer, _acc = evaluation.best_layer(vectors.method)
         loso = {c: float(a) for c, a in evaluation.per_concept.get(vectors.method, {}).items()}
-        if loso_layer in vectors.layers:
-            return loso_layer, "evaluation", loso_layer, loso
-    finite = np.isfinite(stability)
-    if finite.any():
-        mean = np.where(finite, stability, 0).sum(0) / np.maximum(finite.sum(0), 1)
-        return vectors.layers[int(np.argmax(mean))], "split_half", loso_layer, loso
-    return vectors.layers[0], "alignment", loso_layer, loso
+        recommended = {"recommended_layer": {vectors.method: loso_layer}}
+    choice = best_layer(recommended, vectors.method, vectors.layers)
+    return choice.layer, choice.source, loso_layer, loso
 
 
 def triage(q: LayerQuality, n_positives: int, method: str,

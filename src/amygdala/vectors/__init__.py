@@ -16,6 +16,7 @@ from amygdala.vectors._interop import (
     to_control_vector,
     to_steering_vector,
 )
+from amygdala.vectors._run import LayerChoice, RunDir, best_layer
 from amygdala.vectors._set import SteeringVector, SteeringVectorSet
 from amygdala.vectors._train import (
     Session,
@@ -30,14 +31,17 @@ __all__ = [
     "METHODS",
     "NORMALISATIONS",
     "ExtractionInput",
+    "LayerChoice",
     "Method",
     "Normalisation",
     "RawDirections",
+    "RunDir",
     "Session",
     "SteeringVector",
     "SteeringVectorSet",
     "TrainConfig",
     "TrainResult",
+    "best_layer",
     "capture_corpus",
     "extract",
     "from_control_vector",
