@@ -28,7 +28,8 @@ import attrs
 from amygdala.errors import CorpusError, LintError, UnknownConceptError
 
 if TYPE_CHECKING:
-    from amygdala.corpus._lint import LintReport, Scan
+    from amygdala.corpus._lint import LintReport
+    from amygdala.corpus._reader import Scan
 
 __all__ = [
     "CANONICAL_COGNITIVE",
@@ -385,7 +386,7 @@ class Corpus:
         >>> [s.slug for s in corpus.scenarios], corpus.concepts
         (['the_walk'], ('sad',))
         """
-        from amygdala.corpus._lint import scan
+        from amygdala.corpus._reader import scan
 
         return cls._from_scan(scan(path, stories=stories, neutral=neutral), path)
 
@@ -433,7 +434,7 @@ class Corpus:
         >>> [t.id for t in corpus.stories], len(corpus.neutral)
         (['stories/sad.txt#1', 'stories/sad.txt#2'], 1)
         """
-        from amygdala.corpus._lint import scan_stories
+        from amygdala.corpus._reader import scan_stories
 
         return cls._from_scan(scan_stories(path, neutral=neutral), path)
 
@@ -472,7 +473,7 @@ class Corpus:
         >>> corpus.concepts, corpus.scenarios[0].variants["afraid"].id
         (('afraid',), 'paired/1/afraid.txt')
         """
-        from amygdala.corpus._lint import _scan_neutral
+        from amygdala.corpus._reader import _scan_neutral
         from amygdala.corpus._readers import read_sev_records
 
         file = Path(path)
