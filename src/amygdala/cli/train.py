@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", type=Path, help="corpus root or paired/ directory")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
     add_model_options(parser)
-    parser.add_argument("--method", default="paired", choices=METHODS)
+    parser.add_argument("--method", default="probe", choices=METHODS)
     parser.add_argument("--normalisation", default="standardise", choices=NORMALISATIONS)
     parser.add_argument("--layers", default=None, help="'all' (default), '10-20' or '5,10,15'")
     parser.add_argument("--float16", action="store_true", help="store activations as float16")

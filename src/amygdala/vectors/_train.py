@@ -56,7 +56,8 @@ class TrainConfig:
     Attributes:
         model: model name (default SmolLM2-135M-Instruct) or path.
         backend: ``torch`` or ``transformer_lens``.
-        method: extraction method (see `amygdala.METHODS`).
+        method: extraction method (see `amygdala.METHODS`; default ``probe``, the best
+            baseline-free read-out on the shipped corpus, see docs/evaluation.md).
         normalisation: ``standardise`` (default) or ``raw``.
         layers: layers to extract (default: all).
         pooling: token pooling of the stored activations.
