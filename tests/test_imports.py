@@ -1,5 +1,6 @@
-"""The package's import structure: no module-level import cycle, a light ``import amygdala``
-and a sorted, complete ``__all__`` in every stage package."""
+"""The package's import structure: no module-level import cycle, no new function-level
+(lazy) one, a light ``import amygdala`` and a sorted, complete ``__all__`` in every stage
+package."""
 
 from __future__ import annotations
 
@@ -26,24 +27,26 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return found
 
 
-def _runtime_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Imports that run when the module loads (not those under ``if TYPE_CHECKING``)."""
+def _runtime_imports(tree: ast.Module, *, lazy: bool = False) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module loads (not those under ``if TYPE_CHECKING``);
+    with ``lazy``, also those inside functions and methods, which run when called."""
     found: list[ast.Import | ast.ImportFrom] = []
     for node in tree.body:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
-        nodes = ast.walk(node) if isinstance(node, ast.If | ast.Try) else [node]
+        nodes = ast.walk(node) if lazy or isinstance(node, ast.If | ast.Try) else [node]
         found += [n for n in nodes if isinstance(n, ast.Import | ast.ImportFrom)]
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """``{module: the amygdala modules it imports at module level}``."""
+def import_graph(*, lazy: bool = False) -> dict[str, set[str]]:
+    """``{module: the amygdala modules it imports at module level}`` (with ``lazy``, also
+    inside functions)."""
     modules = _modules()
     graph = {}
     for name, (path, is_package) in modules.items():
         targets = set()
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in _runtime_imports(ast.parse(path.read_text()), lazy=lazy):
             if isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names if a.name in modules}
                 continue
@@ -105,6 +108,42 @@ def test_no_module_level_import_cycle() -> None:
     assert "amygdala.vectors._run" in graph and "amygdala.vectors._set" in graph[
         "amygdala.vectors._run"]
     assert cycles(graph) == []
+
+
+# Function-level cycles still open (issue 10): a class whose methods construct it from, or
+# hand it to, a module that imports the class. Shrinking one is fine; a new one fails.
+KNOWN_LAZY_CYCLES = [
+    # Corpus.load/from_stories call the reader and Corpus.lint the linter; both import Text.
+    ["amygdala.corpus._cues", "amygdala.corpus._lint", "amygdala.corpus._model",
+     "amygdala.corpus._reader"],
+    # SteeringVectorSet.to_gguf / to_control_vector... call the exporters.
+    ["amygdala.vectors._gguf", "amygdala.vectors._interop", "amygdala.vectors._set"],
+    ["amygdala.intervene._display", "amygdala.intervene._readout"],
+]
+
+
+def test_the_lazy_graph_sees_imports_inside_functions() -> None:
+    lazy, eager = import_graph(lazy=True), import_graph()
+    # Corpus.load imports the reader inside the method: only the lazy graph has the edge.
+    assert "amygdala.corpus._reader" in lazy["amygdala.corpus._model"]
+    assert "amygdala.corpus._reader" not in eager["amygdala.corpus._model"]
+
+
+def test_no_new_function_level_import_cycle() -> None:
+    new = [c for c in cycles(import_graph(lazy=True)) if c not in KNOWN_LAZY_CYCLES]
+    assert new == [], "new import cycle through a function-level import; break it"
+
+
+def test_corpus_loading_does_not_import_the_linter() -> None:
+    # The reader, not the linter, turns a directory into texts (issue 10).
+    assert "amygdala.corpus._lint" not in import_graph(lazy=True)["amygdala.corpus._reader"]
+    source = (SRC / "amygdala" / "corpus" / "_model.py").read_text()
+    loaders = [n for n in ast.walk(ast.parse(source))
+               if isinstance(n, ast.FunctionDef) and n.name in {"load", "from_stories"}]
+    assert loaders
+    for fn in loaders:
+        imported = {i.module for i in ast.walk(fn) if isinstance(i, ast.ImportFrom)}
+        assert "amygdala.corpus._lint" not in imported, fn.name
 
 
 def test_import_amygdala_loads_neither_transformers_nor_matplotlib() -> None:
