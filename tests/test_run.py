@@ -137,7 +137,7 @@ def test_train_writes_a_complete_run(tmp_path: Path) -> None:
     assert saved.recommended == result.evaluation.recommended
     choice = run.best_layer()
     assert choice.source == "evaluation"
-    assert choice.layer == result.evaluation.recommended["paired"]
+    assert choice.layer == result.evaluation.recommended[config.method]
     assert run.config() == config
     # The one loader gives back the same vectors on the given backend.
     ctx = run.open(backend=session.backend)
