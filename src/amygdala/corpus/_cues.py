@@ -159,8 +159,14 @@ def _length_bias(scenarios: Sequence[ScenarioDraft]) -> list[tuple[str, str, str
 
 def _shares(
     by_concept: dict[str, list[set[str]]] | dict[str, list[set[tuple[str, ...]]]],
-) -> dict[str, Counter[object]]:
-    return {c: Counter(x for item in items for x in item) for c, items in by_concept.items()}
+) -> tuple[dict[str, Counter[object]], Counter[object], int]:
+    """Per concept, how many of its variants hold each item; the totals; the variant count."""
+    counts: dict[str, Counter[object]] = {
+        c: Counter(x for item in items for x in item) for c, items in by_concept.items()}
+    total: Counter[object] = Counter()
+    for c in counts.values():
+        total.update(c)
+    return counts, total, sum(len(v) for v in by_concept.values())
 
 
 def _cue_words(scenarios: Sequence[ScenarioDraft]) -> list[tuple[str, str, str]]:
@@ -170,11 +176,7 @@ def _cue_words(scenarios: Sequence[ScenarioDraft]) -> list[tuple[str, str, str]]
     for draft in scenarios:
         for concept, variant in draft.variants.items():
             by_concept[concept].append(set(_words(variant.text)) - STOPWORDS)
-    counts = _shares(by_concept)
-    total: Counter[object] = Counter()
-    for c in counts.values():
-        total.update(c)
-    n_all = sum(len(v) for v in by_concept.values())
+    counts, total, n_all = _shares(by_concept)
     out: list[tuple[str, str, str]] = []
     for concept, items in sorted(by_concept.items()):
         n_c, n_other = len(items), n_all - len(items)
@@ -202,11 +204,7 @@ def _cue_phrases(scenarios: Sequence[ScenarioDraft]) -> list[tuple[str, str, str
     for draft in scenarios:
         for concept, variant in draft.variants.items():
             by_concept[concept].append(_grams(variant.text) - in_baselines)
-    counts = _shares(by_concept)
-    total: Counter[object] = Counter()
-    for c in counts.values():
-        total.update(c)
-    n_all = sum(len(v) for v in by_concept.values())
+    counts, total, n_all = _shares(by_concept)
     out: list[tuple[str, str, str]] = []
     for concept, items in sorted(by_concept.items()):
         n_other = n_all - len(items)
