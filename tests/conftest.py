@@ -139,7 +139,9 @@ def small_run(smollm_factory: Callable[[str], Backend],
                             fingerprint=backend.loaded.fingerprint,  # type: ignore[attr-defined]
                             pooling=Pooling())
     session = Session(loaded=backend.loaded, backend=backend, store=store)  # type: ignore[attr-defined]
-    result = train(corpus, config=TrainConfig(), out=tmp_path_factory.mktemp("run"),
+    # The smollm tests were written for paired vectors (their steering strengths, e.g.
+    # joyful at alpha 0.3 changing 8 greedy tokens); the default is now probe.
+    result = train(corpus, config=TrainConfig(method="paired"), out=tmp_path_factory.mktemp("run"),
                    session=session)
     return SimpleNamespace(result=result, run_dir=result.run_dir, session=session,
                            corpus=corpus)

@@ -85,3 +85,18 @@ def test_concepts_missing_from_training_and_layer_mismatch_are_typed_errors() ->
     test, test_data = build("h", 3, [0.0, 1.5, 0.0], seed=1, concepts=3)
     with pytest.raises(DimensionMismatchError, match="same layers"):
         heldout_transfer(train_data, train, test_data, test, "paired")
+
+
+def test_probe_with_one_text_per_concept_reads_with_the_mean_difference() -> None:
+    # One scenario: each concept has a single variant, so the within-concept covariance is
+    # zero and the LDA solve used to be singular (the docs tutorial's corpus hit this).
+    from amygdala.vectors._extract import extract
+
+    corpus, data = build("t", 1, [0.0, 1.5], seed=3)
+    raw = extract(data, corpus, method="probe", normalisation="raw")
+    assert np.isfinite(raw.readers).all()
+    for c in range(C):
+        for layer in range(2):
+            w, r = raw.directions[c, layer], raw.readers[c, layer]
+            cos = float(w @ r / np.linalg.norm(w) / np.linalg.norm(r))
+            assert cos == pytest.approx(1.0, abs=1e-6)

@@ -206,7 +206,10 @@ def probe(v: Views, concepts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     read = np.empty_like(write)
     for layer in range(layers):
         cov = centred[:, layer].T @ centred[:, layer] / max(len(centred) - len(groups), 1)
-        ridge = PROBE_SHRINKAGE * np.trace(cov) / d
+        # With one text per concept there is no within-concept spread (S = 0): the LDA
+        # weight is then the mean difference itself (identity ridge), not a singular solve.
+        spread = np.trace(cov) / d
+        ridge = PROBE_SHRINKAGE * spread if spread > 0 else 1.0 / d  # as the fast refit
         reg = (1 - PROBE_SHRINKAGE) * cov + ridge * np.eye(d)
         targets = []
         for concept in concepts:
