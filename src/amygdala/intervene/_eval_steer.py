@@ -266,8 +266,11 @@ class SteerEvaluation:
     def render(self) -> str:
         """The per-concept table: best fluent strength for vectors and circuits."""
         s = self.settings
+        band = s.get("steer_layers", [s["layer"]])
+        where = (f"steering layer {s['layer']}" if band == [s["layer"]]
+                 else f"steering layers {band} (each at alpha x its residual norm)")
         lines = [
-            f"steering layer {s['layer']}, readout layer {s['readout_layer']}, "
+            f"{where}, readout layer {s['readout_layer']}, "
             f"{s['n_prompts']} prompts x {s['max_new_tokens']} tokens, "
             f"judge {s['judge']['embedder']}",
             f"unsteered median perplexity {s['baseline_perplexity']:.1f}; fluent = median "
@@ -390,6 +393,7 @@ def _score(backend: Backend, vectors: SteeringVectorSet, stats: ReadoutStats, la
 def evaluate_steering(
     backend: Backend, vectors: SteeringVectorSet, judge: Judge, stats: ReadoutStats, *,
     layer: int, readout_layer: int, run_dir: Path | str | None = None,
+    steer_layers: Sequence[int] | None = None,
     concepts: Sequence[str] | None = None, alphas: Sequence[float] = DEFAULT_ALPHAS,
     factors: Sequence[float] = DEFAULT_FACTORS, prompts: Sequence[str] | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, chat: bool = True,
@@ -407,6 +411,10 @@ def evaluate_steering(
         layer: the steering layer.
         readout_layer: the later layer read by (a).
         run_dir: where circuits are looked up (``circuits/<concept>.json``).
+        steer_layers: add the vectors at each of these layers at once, each at
+            ``alpha x`` its own residual norm (default ``[layer]``); a band of layers
+            is what a llama.cpp control vector applies (`amygdala.vectors._gguf`).
+            The random control is steered at the same layers.
         concepts: concepts to test (default: all of ``vectors``).
         alphas: vector strengths (0 = unsteered, always measured once per prompt).
         factors: circuit scale factors (used where a circuit file exists).
@@ -424,11 +432,17 @@ def evaluate_steering(
 
     Raises:
         UnknownConceptError: a concept is not in ``vectors``.
-        ValueError: ``random_draws`` is negative.
+        ValueError: ``random_draws`` is negative, or ``steer_layers`` is empty.
+        UnknownSiteError: a steering layer has no vectors.
     """
     say = log or (lambda _line: None)
     if random_draws < 0:
         raise ValueError(f"random_draws must be >= 0, got {random_draws}")
+    steered = [layer] if steer_layers is None else [int(x) for x in steer_layers]
+    if not steered:
+        raise ValueError("steer_layers is empty; pass at least one layer, or None for [layer]")
+    for x in steered:
+        vectors.layer_index(x)  # raises UnknownSiteError with the set's layers
     chosen = list(concepts) if concepts is not None else list(vectors.concepts)
     for concept in chosen:
         vectors.concept_index(concept)  # raises UnknownConceptError with the list
@@ -443,7 +457,7 @@ def evaluate_steering(
         for prompt in prompt_list:
             alphas_map = {concept: strength} if mode in ("vector", "random") else None
             generation = steered_generate(
-                backend, prompt, vectors=source, alphas=alphas_map, layers=[layer],
+                backend, prompt, vectors=source, alphas=alphas_map, layers=steered,
                 ablations=ablations, max_new_tokens=max_new_tokens, chat=chat)
             out.append((_score(backend, vectors, stats, readout_layer, generation), np.zeros(0)))
         probas = judge.proba([s.text for s, _ in out])
@@ -505,7 +519,8 @@ def evaluate_steering(
                                    control=control))
         say(f"{concept}: {len(plans)} strengths in {time.perf_counter() - t0:.0f}s")
     settings = {
-        "layer": layer, "readout_layer": readout_layer, "alphas": [float(a) for a in alphas],
+        "layer": layer, "steer_layers": steered, "readout_layer": readout_layer,
+        "alphas": [float(a) for a in alphas],
         "factors": [float(f) for f in factors], "n_prompts": len(prompt_list),
         "prompts": prompt_list, "max_new_tokens": max_new_tokens, "chat": chat,
         "positions": "all", "fluency_budget": FLUENCY_BUDGET,
