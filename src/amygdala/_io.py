@@ -1,10 +1,12 @@
-"""Writing files: one atomic writer, one JSON writer, one figure writer.
+"""Files: one atomic writer, one JSON reader and writer, one figure writer.
 
 Every file amygdala writes appears whole or not at all: the bytes go to a temporary file
 in the target's directory, are flushed and fsync'ed, and the temporary file is renamed
 over the target (``os.replace``, atomic on POSIX and Windows). A killed process leaves
 the old file or the new one, never half of either; the temporary file is removed on
-every error.
+every error. Figures are matplotlib ``Figure`` objects without pyplot (no global state, no
+GUI backend to select), written as PNG through the same writer. Turning value classes into
+JSON is `amygdala._codec`'s job; this module only moves the bytes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amygdala.errors import MissingDependencyError
+from amygdala.errors import AmygdalaError, MissingDependencyError
 
-__all__ = ["figure", "write_atomic", "write_atomic_with", "write_figure", "write_json"]
+__all__ = ["colormap", "figure", "read_json", "write_atomic", "write_atomic_with", "write_figure",
+           "write_json"]
 
 # mkstemp creates files readable by their owner only; outputs are meant to be shared.
 _FILE_MODE = 0o644
@@ -62,9 +65,33 @@ def write_atomic(path: Path | str, data: bytes) -> Path:
     return write_atomic_with(path, write)
 
 
-def write_json(path: Path | str, data: Any, *, indent: int = 2) -> Path:
-    """Write ``data`` as indented JSON with a final newline, atomically; return ``path``."""
-    return write_atomic(path, (json.dumps(data, indent=indent) + "\n").encode())
+def write_json(path: Path | str, data: Any, *, indent: int | None = 2,
+               compact: bool = False) -> Path:
+    """Write ``data`` as JSON with a final newline, atomically; return ``path``.
+
+    Args:
+        path: the target file.
+        data: JSON-ready data (`amygdala._codec.to_data` makes it from value classes).
+        indent: spaces per level; ``None`` for one line.
+        compact: one line without spaces after separators (overrides ``indent``).
+    """
+    text = (json.dumps(data, separators=(",", ":")) if compact
+            else json.dumps(data, indent=indent))
+    return write_atomic(path, (text + "\n").encode())
+
+
+def read_json(path: Path | str, *, error: type[AmygdalaError], hint: str) -> Any:
+    """The parsed JSON of ``path``.
+
+    Raises:
+        AmygdalaError: the given ``error`` type when the file is missing, unreadable or not
+            JSON; the message ends with ``hint`` (how to create the file).
+    """
+    source = Path(path)
+    try:
+        return json.loads(source.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"cannot read {source}: {exc}; {hint}") from exc
 
 
 def figure(**kwargs: Any) -> Any:
@@ -80,6 +107,21 @@ def figure(**kwargs: Any) -> Any:
             "plots need matplotlib: pip install 'amygdala[plot]' (or pip install matplotlib)"
         ) from exc
     return Figure(**kwargs)
+
+
+def colormap(name: str) -> Any:
+    """A copy of matplotlib's colour map ``name`` (safe to modify, e.g. ``set_bad``).
+
+    Raises:
+        MissingDependencyError: matplotlib is not installed.
+    """
+    try:
+        from matplotlib import colormaps
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "plots need matplotlib: pip install 'amygdala[plot]' (or pip install matplotlib)"
+        ) from exc
+    return colormaps[name].copy()
 
 
 def write_figure(fig: Any, path: Path | str, *, dpi: int = 110,

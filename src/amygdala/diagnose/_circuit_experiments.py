@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, to_data
 from amygdala._types import Pooling, Site
 from amygdala.backends._registry import Ablation, Backend
 from amygdala.corpus._model import Corpus, Scenario
@@ -162,8 +163,9 @@ class CircuitExperiments:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CircuitExperiments:
-        """Rebuild from `to_json` output (nulls come back as nan)."""
-        return _experiments_from_json(data)
+        """Rebuild from `to_json` output (nulls come back as nan; files written before the
+        intervals existed get (nan, nan) intervals)."""
+        return from_data(cls, data)
 
     def effect(self, kind: Kind, k: int) -> AblationEffect | None:
         """The ablation result for ``kind`` at ``k`` (None if not run)."""
@@ -171,58 +173,13 @@ class CircuitExperiments:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite numbers become null)."""
-        def clean(value: Any) -> Any:
-            if isinstance(value, float):
-                return _finite(value)
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list | tuple):
-                return [clean(v) for v in value]
-            return value
-
-        record = clean(attrs.asdict(self, recurse=True))
+        record: dict[str, Any] = to_data(self, finite=True)
         for row, effect in zip(record["ablation"], self.ablation, strict=True):
             row["random_drop"] = _finite(effect.random_drop)
             row["passes"] = effect.passes
             row["passes_ratio"] = effect.passes_ratio
         record["procedure"] = "in_sample"
-        return record  # type: ignore[no-any-return]
-
-
-def _num(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _pair(value: Any) -> tuple[float, float]:
-    """An interval from JSON; files written before intervals existed give (nan, nan)."""
-    if value is None:
-        return (math.nan, math.nan)
-    return (_num(value[0]), _num(value[1]))
-
-
-def _experiments_from_json(data: Mapping[str, Any]) -> CircuitExperiments:
-    ablation = tuple(AblationEffect(
-        kind=a["kind"], k=int(a["k"]), mode=a["mode"], drop=_num(a["drop"]),
-        rel_drop=_num(a["rel_drop"]), random_drops=tuple(_num(x) for x in a["random_drops"]),
-        ratio=None if a["ratio"] is None else float(a["ratio"]),
-        ratio_ci=(a["ratio_ci"][0], a["ratio_ci"][1]),
-        excess_ci=(_num(a["excess_ci"][0]), _num(a["excess_ci"][1])),
-        scenario_drops=tuple(_num(x) for x in a["scenario_drops"]),
-        accuracy_clean=_num(a["accuracy_clean"]), accuracy_top=_num(a["accuracy_top"]),
-        accuracy_random=_num(a["accuracy_random"]),
-        drop_ci=_pair(a.get("drop_ci")), random_ci=_pair(a.get("random_ci")))
-        for a in data["ablation"])
-    enhancement = tuple(Enhancement(kind=e["kind"], k=int(e["k"]), factor=float(e["factor"]),
-                                    rise=_num(e["rise"]), rel_rise=_num(e["rel_rise"]))
-                        for e in data["enhancement"])
-    specificity = tuple(Specificity(kind=x["kind"], k=int(x["k"]), own=_num(x["own"]),
-                                    others={k: _num(v) for k, v in x["others"].items()})
-                        for x in data["specificity"])
-    return CircuitExperiments(
-        concept=data["concept"], layer=int(data["layer"]),
-        clean_projection=_num(data["clean_projection"]), scenarios=tuple(data["scenarios"]),
-        ablation=ablation, enhancement=enhancement, specificity=specificity,
-        params=data.get("params", {}))
+        return record
 
 
 def _draw(pool: Mapping[int, int], top: Sequence[NeuronScore | HeadScore],
@@ -547,7 +504,7 @@ class CrossFitExperiments:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite numbers become null; `from_json` inverts it)."""
-        record: dict[str, Any] = _clean(attrs.asdict(self, recurse=True))
+        record: dict[str, Any] = to_data(self, finite=True)
         for row, effect in zip(record["ablation"], self.ablation, strict=True):
             row["passes"] = effect.passes
         record["procedure"] = "crossfit"
@@ -556,38 +513,7 @@ class CrossFitExperiments:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CrossFitExperiments:
         """Rebuild from `to_json` output (nulls come back as nan)."""
-        def enh(e: Mapping[str, Any]) -> Enhancement:
-            return Enhancement(kind=e["kind"], k=int(e["k"]), factor=float(e["factor"]),
-                               rise=_num(e["rise"]), rel_rise=_num(e["rel_rise"]))
-
-        folds = tuple(FoldResult(
-            train=tuple(f["train"]), test=tuple(f["test"]),
-            clean_projection=_num(f["clean_projection"]),
-            top_neurons=tuple((int(a), int(b)) for a, b in f["top_neurons"]),
-            top_heads=tuple((int(a), int(b)) for a, b in f["top_heads"]),
-            enhancement=tuple(enh(e) for e in f["enhancement"])) for f in data["folds"])
-        ablation = tuple(HeldOutEffect(
-            kind=a["kind"], k=int(a["k"]), drop=_num(a["drop"]),
-            random_drop=_num(a["random_drop"]), drop_ci=_pair(a["drop_ci"]),
-            random_ci=_pair(a["random_ci"]),
-            fold_drops=tuple(_num(x) for x in a["fold_drops"]),
-            fold_random_drops=tuple(_num(x) for x in a["fold_random_drops"]),
-            rel_drop=_num(a["rel_drop"]), selection_jaccard=_num(a["selection_jaccard"]),
-            accuracy_clean=_num(a["accuracy_clean"]), accuracy_top=_num(a["accuracy_top"]),
-            accuracy_random=_num(a["accuracy_random"])) for a in data["ablation"])
-        return cls(concept=data["concept"], layer=int(data["layer"]),
-                   clean_projection=_num(data["clean_projection"]), folds=folds,
-                   ablation=ablation, params=data.get("params", {}))
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+        return from_data(cls, data)
 
 
 def fold_readers(data: ExtractionInput, corpus: Corpus, held_out: Sequence[str], *,

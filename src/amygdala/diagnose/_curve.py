@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from amygdala._codec import register
 from amygdala.diagnose._folds import Fitter
 from amygdala.diagnose._nested import TASKS, Items, groups_of, select_layers
 
@@ -58,6 +59,11 @@ class CurvePoint:
         return cls(size=None if data["k"] == "all" else int(data["k"]),
                    n_train=data["n_train"],
                    draws={t: tuple(data[t]["draws"]) for t in TASKS if t in data})
+
+
+# ``k`` is a number or "all", and each task's summary is written beside its draws: a
+# custom format, used wherever a CurvePoint is nested.
+register(CurvePoint, encode=CurvePoint.to_json, decode=CurvePoint.from_json)
 
 
 def learning_curve(fitter: Fitter, items: Items, *, sizes: Sequence[int] = CURVE_SIZES,

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, to_data
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._bow import BagOfWords, variant_texts
 from amygdala.diagnose._folds import make_fitter
@@ -58,21 +59,13 @@ class HeldoutTransfer:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"method": self.method, "layers": dict(self.layers),
-                "paired": self.paired.to_json(), "readout": self.readout.to_json(),
-                "stories": None if self.stories is None else self.stories.to_json(),
-                "bag_of_words": {k: v.to_json() for k, v in self.bag_of_words.items()}}
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HeldoutTransfer:
         """Inverse of `to_json`."""
-        return cls(method=data["method"], layers=dict(data["layers"]),
-                   paired=Accuracy.from_json(data["paired"]),
-                   readout=Accuracy.from_json(data["readout"]),
-                   stories=None if data["stories"] is None else Accuracy.from_json(
-                       data["stories"]),
-                   bag_of_words={k: Accuracy.from_json(v)
-                                 for k, v in data["bag_of_words"].items()})
+        return from_data(cls, data)
 
     def render(self) -> str:
         """One line per task: method accuracy with interval, bag of words, chance."""

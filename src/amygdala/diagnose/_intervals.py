@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, register, spec, to_data
+
 __all__ = ["BOOTSTRAP", "Accuracy", "Confusion", "accuracy_with_interval", "confusion"]
 
 BOOTSTRAP = 2000
@@ -54,6 +56,11 @@ class Accuracy:
                    n_items=data["n_items"], n_groups=data["n_groups"], chance=data["chance"])
 
 
+# The interval is one ``ci95`` pair in the files: a custom format, used wherever an
+# Accuracy is nested (transfer, held-out transfer, evaluation).
+register(Accuracy, encode=Accuracy.to_json, decode=Accuracy.from_json)
+
+
 def accuracy_with_interval(correct: np.ndarray, groups: np.ndarray, *, chance: float,
                            seed: int = 0, n_boot: int = BOOTSTRAP) -> Accuracy:
     """Accuracy of boolean ``correct`` items with a bootstrap interval resampling ``groups``.
@@ -96,7 +103,7 @@ class Confusion:
     """
 
     labels: tuple[str, ...]
-    matrix: np.ndarray = attrs.field(eq=False)
+    matrix: np.ndarray = attrs.field(eq=False, metadata=spec(dtype="int64"))
 
     def recall(self) -> dict[str, float]:
         """Per true concept, the share guessed right (concepts with items only)."""
@@ -121,12 +128,13 @@ class Confusion:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"labels": list(self.labels), "matrix": self.matrix.astype(int).tolist()}
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Confusion:
         """Inverse of `to_json`."""
-        return cls(labels=tuple(data["labels"]), matrix=np.asarray(data["matrix"], np.int64))
+        return from_data(cls, data)
 
 
 def confusion(truth: np.ndarray, guess: np.ndarray, labels: Sequence[str]) -> Confusion:

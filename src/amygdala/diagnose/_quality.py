@@ -11,7 +11,6 @@ meanings, thresholds and their reasoning: ``docs/quality.md``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -19,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 import numpy as np
 
-from amygdala._io import write_atomic
+from amygdala._codec import check_version, from_data, register, to_data
+from amygdala._io import read_json, write_json
 from amygdala.corpus._model import Corpus, Scenario
+from amygdala.diagnose._quality_render import render_report
 from amygdala.errors import QualityFileError, UnknownConceptError, UnknownSiteError
 from amygdala.vectors._extract import ExtractionInput, extract, paired_differences, views
 from amygdala.vectors._files import QUALITY_FILE
@@ -185,6 +186,11 @@ class LayerQuality:
         )
 
 
+# quality.json groups a layer's fields (alignment, neuron, head) and names the pairs: a
+# custom format, used wherever a LayerQuality is nested.
+register(LayerQuality, encode=LayerQuality.to_json, decode=LayerQuality.from_json)
+
+
 @attrs.frozen(kw_only=True)
 class ConceptQuality:
     """One concept: counts, triage at the best layer, and diagnostics at every layer."""
@@ -213,18 +219,13 @@ class ConceptQuality:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"concept": self.concept, "n_scenarios": self.n_scenarios,
-                "n_stories": self.n_stories, "positives": list(self.positives),
-                "loso_accuracy": self.loso_accuracy, "labels": list(self.labels),
-                "reasons": list(self.reasons), "layers": [x.to_json() for x in self.layers]}
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ConceptQuality:
         """Inverse of `to_json`."""
-        return cls(concept=d["concept"], n_scenarios=d["n_scenarios"], n_stories=d["n_stories"],
-                   positives=tuple(d["positives"]), loso_accuracy=d["loso_accuracy"],
-                   labels=tuple(d["labels"]), reasons=tuple(d["reasons"]),
-                   layers=tuple(LayerQuality.from_json(x) for x in d["layers"]))
+        return from_data(cls, d)
 
 
 @attrs.frozen(kw_only=True)
@@ -275,17 +276,10 @@ class QualityReport:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``quality.json`` schema, ``docs/quality.md``)."""
-        return {
-            "schema_version": SCHEMA_VERSION, "method": self.method,
-            "normalisation": self.normalisation, "model_id": self.model_id,
-            "corpus_hash": self.corpus_hash, "layers": list(self.layers),
-            "best_layer": self.best_layer, "best_layer_source": self.best_layer_source,
-            "loso_layer": self.loso_layer, "seed": self.seed, "n_splits": self.n_splits,
-            "thresholds": attrs.asdict(self.thresholds),
-            "concept_names": [c.concept for c in self.concepts],
-            "cosine_matrix": [list(row) for row in self.cosine_matrix],
-            "concepts": [c.to_json() for c in self.concepts],
-        }
+        data: dict[str, Any] = to_data(self)
+        tail = {key: data.pop(key) for key in ("cosine_matrix", "concepts")}
+        return {"schema_version": SCHEMA_VERSION, **data,
+                "concept_names": [c.concept for c in self.concepts], **tail}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> QualityReport:
@@ -294,30 +288,18 @@ class QualityReport:
         Raises:
             QualityFileError: another schema version, or a field is missing.
         """
-        if d.get("schema_version") not in READABLE_SCHEMAS:
-            raise QualityFileError(
-                f"quality report has schema_version {d.get('schema_version')}, this amygdala "
-                f"reads {', '.join(map(str, READABLE_SCHEMAS))}; rerun `amygdala report "
-                "RUN_DIR --recompute`")
+        check_version(d, key="schema_version", readable=READABLE_SCHEMAS, error=QualityFileError,
+                      what="quality report", fix="rerun `amygdala report RUN_DIR --recompute`")
         try:
-            return cls(
-                method=d["method"], normalisation=d["normalisation"], model_id=d["model_id"],
-                corpus_hash=d["corpus_hash"], layers=tuple(d["layers"]),
-                best_layer=d["best_layer"], best_layer_source=d["best_layer_source"],
-                loso_layer=d["loso_layer"], seed=d["seed"], n_splits=d["n_splits"],
-                thresholds=Thresholds(**d["thresholds"]),
-                concepts=tuple(ConceptQuality.from_json(c) for c in d["concepts"]),
-                cosine_matrix=tuple(tuple(row) for row in d["cosine_matrix"]),
-            )
-        except (KeyError, TypeError) as exc:
+            return from_data(cls, d)
+        except (KeyError, TypeError, ValueError) as exc:
             raise QualityFileError(f"quality report lacks or mistypes field {exc}; "
                                    "rerun `amygdala report RUN_DIR --recompute`") from exc
 
     def save(self, run_dir: Path | str) -> Path:
         """Write ``run_dir/quality.json`` atomically; return its path."""
         path = Path(run_dir) / QUALITY_FILE
-        write_atomic(path, (json.dumps(self.to_json(), separators=(",", ":")) + "\n").encode())
-        return path
+        return write_json(path, self.to_json(), compact=True)
 
     @classmethod
     def load(cls, run_dir: Path | str) -> QualityReport:
@@ -328,18 +310,13 @@ class QualityReport:
         """
         path = Path(run_dir)
         path = path / QUALITY_FILE if path.is_dir() else path
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise QualityFileError(
-                f"cannot read {path}: {exc}; create it with `amygdala train ... "
-                "--quality-report` or `amygdala report RUN_DIR --recompute`") from exc
+        data = read_json(path, error=QualityFileError, hint=(
+            "create it with `amygdala train ... --quality-report` or `amygdala report "
+            "RUN_DIR --recompute`"))
         return cls.from_json(data)
 
     def render(self) -> str:
         """The triage table, worst concepts first, one reason line per label."""
-        from amygdala.diagnose._quality_render import render_report
-
         return render_report(self)
 
 

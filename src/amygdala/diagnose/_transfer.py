@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, spec, to_data
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._folds import PAIRED_ONLY, FoldFit, make_fitter, method_readers
 from amygdala.diagnose._intervals import Accuracy, accuracy_with_interval
@@ -42,20 +43,19 @@ class Transfer:
 
     accuracy: Accuracy
     layer: int
-    per_layer: tuple[float, ...]
+    per_layer: tuple[float, ...] = attrs.field(metadata=spec(key="per_layer_diagnostic",
+                                                             round=4))
     skipped: int
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {**self.accuracy.to_json(), "layer": self.layer,
-                "per_layer_diagnostic": [round(a, 4) for a in self.per_layer],
-                "skipped": self.skipped}
+        """A JSON-ready dict (the accuracy's keys at the top level)."""
+        data = to_data(self)
+        return {**data.pop("accuracy"), **data}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Transfer:
         """Inverse of `to_json`."""
-        return cls(accuracy=Accuracy.from_json(data), layer=data["layer"],
-                   per_layer=tuple(data["per_layer_diagnostic"]), skipped=data["skipped"])
+        return from_data(cls, {**data, "accuracy": data})
 
 
 def _stories(corpus: Corpus, concepts: Sequence[str]) -> tuple[list[str], np.ndarray]:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, spec, to_data
+
 __all__ = ["EMA", "Event", "EventRule", "EventTracker"]
 
 EventKind = Literal["enter", "leave"]
@@ -43,7 +45,13 @@ class EventRule:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"on": self.on, "off": self.off, "min_tokens": self.min_tokens}
+        data: dict[str, Any] = to_data(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EventRule:
+        """Inverse of `to_json`."""
+        return from_data(cls, data)
 
 
 @attrs.frozen(kw_only=True)
@@ -62,12 +70,17 @@ class Event:
     concept: str
     step: int
     since: int
-    value: float
+    value: float = attrs.field(metadata=spec(round=3))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"kind": self.kind, "concept": self.concept, "step": self.step,
-                "since": self.since, "value": round(self.value, 3)}
+        """A JSON-ready dict (``value`` to three decimals)."""
+        data: dict[str, Any] = to_data(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        """Inverse of `to_json` (up to the rounding of ``value``)."""
+        return from_data(cls, data)
 
 
 class EMA:
