@@ -24,7 +24,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from amygdala.corpus._model import ScenarioDraft
+from amygdala.corpus._text import ScenarioDraft
 
 __all__ = [
     "CUE_MAX_BASELINES",

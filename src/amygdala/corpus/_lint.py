@@ -21,13 +21,6 @@ import attrs
 
 from amygdala.corpus._cues import cue_findings
 from amygdala.corpus._lexicon import BANNED_WORDS, EMOTION_WORDS, load_lexicon, merge_lexicons
-from amygdala.corpus._model import (
-    CANONICAL_COGNITIVE,
-    CANONICAL_CONCEPTS,
-    ScenarioDraft,
-    Text,
-    did_you_mean,
-)
 from amygdala.corpus._reader import (
     FORMS,
     MAX_WORDS,
@@ -37,6 +30,13 @@ from amygdala.corpus._reader import (
     Scan,
     scan,
     scan_stories,
+)
+from amygdala.corpus._text import (
+    CANONICAL_COGNITIVE,
+    CANONICAL_CONCEPTS,
+    ScenarioDraft,
+    Text,
+    did_you_mean,
 )
 from amygdala.errors import CorpusError
 

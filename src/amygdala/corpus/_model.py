@@ -16,20 +16,31 @@ content hash of a corpus does not depend on where it lives.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
-from pathlib import Path, PurePosixPath
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
+from amygdala.corpus._reader import Scan, scan, scan_neutral, scan_stories
+from amygdala.corpus._readers import read_sev_records
+from amygdala.corpus._text import (
+    CANONICAL_COGNITIVE,
+    CANONICAL_CONCEPTS,
+    CANONICAL_EMOTIONS,
+    Role,
+    ScenarioDraft,
+    Text,
+    anchor_tuple,
+    did_you_mean,
+    sorted_variants,
+)
 from amygdala.errors import CorpusError, LintError, UnknownConceptError
 
 if TYPE_CHECKING:
+    # The linter is imported when `Corpus.lint` runs: loading a corpus does not need it.
     from amygdala.corpus._lint import LintReport
-    from amygdala.corpus._reader import Scan
 
 __all__ = [
     "CANONICAL_COGNITIVE",
@@ -41,101 +52,6 @@ __all__ = [
     "ScenarioDraft",
     "Text",
 ]
-
-CANONICAL_EMOTIONS: tuple[str, ...] = (
-    "angry", "sad", "joyful", "afraid", "disgusted", "surprised", "calm", "anxious", "tender",
-    "ashamed", "proud", "relieved", "bored", "curious", "nostalgic", "hopeful", "frustrated",
-    "lonely", "awed", "grateful",
-)  # fmt: skip
-CANONICAL_COGNITIVE: tuple[str, ...] = ("onto_something", "stuck", "in_flow", "determined")
-CANONICAL_CONCEPTS: tuple[str, ...] = CANONICAL_EMOTIONS + CANONICAL_COGNITIVE
-
-Role = Literal["baseline", "variant", "story", "neutral"]
-ROLES: tuple[Role, ...] = get_args(Role)
-
-MAX_FILE_BYTES = 1 << 20
-IGNORED_FILES = frozenset({"README.md"})
-
-
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""`` if none is close."""
-    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_id(_: object, __: attrs.Attribute[str], value: str) -> None:
-    pure = PurePosixPath(value)
-    if not value or "\\" in value or pure.is_absolute() or ".." in pure.parts:
-        raise CorpusError(
-            f"text id must be a corpus-relative posix path like 'paired/the_doorway/afraid.txt'"
-            f", got {value!r}"
-        )
-
-
-def _check_text(instance: Text, _: attrs.Attribute[str], value: str) -> None:
-    if not value.strip():
-        raise CorpusError(
-            f"text {instance.id!r} is empty or only whitespace; expected a passage of prose. "
-            "Fix: write the text or remove the file."
-        )
-
-
-def _check_role(_: object, __: attrs.Attribute[str], value: str) -> None:
-    if value not in ROLES:
-        raise CorpusError(f"unknown text role {value!r}; expected one of {', '.join(ROLES)}")
-
-
-@attrs.frozen(kw_only=True)
-class Text:
-    """One text of a corpus, with where it sits.
-
-    Attributes:
-        id: the canonical corpus-relative posix path, e.g. ``paired/the_doorway/afraid.txt``.
-        text: the text, surrounding whitespace stripped and line endings normalised to ``\\n``.
-        role: ``baseline`` or ``variant`` (paired), ``story`` or ``neutral``.
-        concept: the concept a variant or story expresses; ``None`` for baselines and neutral.
-        scenario: the scenario slug of a baseline or variant; ``None`` otherwise.
-
-    >>> t = Text(id="paired/the_walk/afraid.txt", text="Mo kept to the lit side.",
-    ...          role="variant", concept="afraid", scenario="the_walk")
-    >>> len(t.sha256)
-    64
-    """
-
-    id: str = attrs.field(validator=_check_id)
-    text: str = attrs.field(validator=_check_text)
-    role: Role = attrs.field(validator=_check_role)
-    concept: str | None = None
-    scenario: str | None = None
-
-    def __attrs_post_init__(self) -> None:
-        needs_concept = self.role in ("variant", "story")
-        needs_scenario = self.role in ("baseline", "variant")
-        if needs_concept != (self.concept is not None):
-            want = "a concept" if needs_concept else "concept=None"
-            raise CorpusError(
-                f"text {self.id!r} has role {self.role!r}, which needs {want}; "
-                f"got concept={self.concept!r}"
-            )
-        if needs_scenario != (self.scenario is not None):
-            want = "a scenario slug" if needs_scenario else "scenario=None"
-            raise CorpusError(
-                f"text {self.id!r} has role {self.role!r}, which needs {want}; "
-                f"got scenario={self.scenario!r}"
-            )
-
-    @property
-    def sha256(self) -> str:
-        """The hex SHA-256 of the UTF-8 encoded text."""
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-
-def _sorted_variants(variants: Mapping[str, Text]) -> Mapping[str, Text]:
-    return MappingProxyType(dict(sorted(variants.items())))
-
-
-def _anchor_tuple(anchors: Iterable[str]) -> tuple[str, ...]:
-    return tuple(anchors)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,8 +77,8 @@ class Scenario:
 
     slug: str
     baseline: Text
-    variants: Mapping[str, Text] = attrs.field(converter=_sorted_variants)
-    anchors: tuple[str, ...] = attrs.field(default=(), converter=_anchor_tuple)
+    variants: Mapping[str, Text] = attrs.field(converter=sorted_variants)
+    anchors: tuple[str, ...] = attrs.field(default=(), converter=anchor_tuple)
 
     def __attrs_post_init__(self) -> None:
         if not self.slug or "/" in self.slug:
@@ -386,8 +302,6 @@ class Corpus:
         >>> [s.slug for s in corpus.scenarios], corpus.concepts
         (['the_walk'], ('sad',))
         """
-        from amygdala.corpus._reader import scan
-
         return cls._from_scan(scan(path, stories=stories, neutral=neutral), path)
 
     @classmethod
@@ -434,8 +348,6 @@ class Corpus:
         >>> [t.id for t in corpus.stories], len(corpus.neutral)
         (['stories/sad.txt#1', 'stories/sad.txt#2'], 1)
         """
-        from amygdala.corpus._reader import scan_stories
-
         return cls._from_scan(scan_stories(path, neutral=neutral), path)
 
     @classmethod
@@ -473,9 +385,6 @@ class Corpus:
         >>> corpus.concepts, corpus.scenarios[0].variants["afraid"].id
         (('afraid',), 'paired/1/afraid.txt')
         """
-        from amygdala.corpus._reader import _scan_neutral
-        from amygdala.corpus._readers import read_sev_records
-
         file = Path(path)
         groups = read_sev_records(file, concepts=concepts, baseline=baseline)
         scenarios = []
@@ -492,18 +401,5 @@ class Corpus:
             if not folder.is_dir():
                 raise CorpusError(f"neutral directory {folder} does not exist; expected a "
                                   "folder of .txt files")
-            neutral_texts = _scan_neutral(folder, [])
+            neutral_texts = scan_neutral(folder, [])
         return cls(root=file.parent, scenarios=scenarios, neutral=neutral_texts)
-
-
-@attrs.frozen(kw_only=True)
-class ScenarioDraft:
-    """A scenario as found on disk, before validation (the baseline may be missing)."""
-
-    slug: str
-    baseline: Text | None
-    variants: Mapping[str, Text] = attrs.field(converter=_sorted_variants)
-    anchors: tuple[str, ...] = attrs.field(default=(), converter=_anchor_tuple)
-    has_anchors_file: bool = True
-    form: str | None = None
-

@@ -15,11 +15,11 @@ from typing import Literal
 
 import attrs
 
-from amygdala.corpus._model import IGNORED_FILES, MAX_FILE_BYTES, Role, ScenarioDraft, Text
 from amygdala.corpus._readers import split_stories
+from amygdala.corpus._text import IGNORED_FILES, MAX_FILE_BYTES, Role, ScenarioDraft, Text
 from amygdala.errors import CorpusError
 
-__all__ = ["FORMS", "SETTINGS", "Finding", "Scan", "scan", "scan_stories"]
+__all__ = ["FORMS", "SETTINGS", "Finding", "Scan", "scan", "scan_neutral", "scan_stories"]
 
 Severity = Literal["error", "warning"]
 MIN_WORDS, MAX_WORDS = 70, 110
@@ -257,7 +257,7 @@ def scan(
             "or stories/<concept>.txt. Fix: point at the corpus root or its paired directory.",
         ))
     neutral_dir = _optional_dir(neutral, root / "neutral", "neutral")
-    neutral_texts = _scan_neutral(neutral_dir, out) if neutral_dir else []
+    neutral_texts = scan_neutral(neutral_dir, out) if neutral_dir else []
     return Scan(root=root, paired_dir=paired, scenarios=tuple(drafts), stories=tuple(story_texts),
                 neutral=tuple(neutral_texts), findings=tuple(out))
 
@@ -285,7 +285,7 @@ def _scan_stories(story_dir: Path, out: list[Finding], *,
         name = entry.stem if entry.is_file() else entry.name
         if neutral is not None and name == "neutral":
             if entry.is_dir():
-                neutral.extend(_scan_neutral(entry, out))
+                neutral.extend(scan_neutral(entry, out))
             elif entry.suffix == ".txt":
                 neutral.extend(_flat_stories(entry, "neutral/neutral.txt", name, "neutral", out))
             continue
@@ -307,7 +307,8 @@ def _scan_stories(story_dir: Path, out: list[Finding], *,
     return texts
 
 
-def _scan_neutral(neutral_dir: Path, out: list[Finding]) -> list[Text]:
+def scan_neutral(neutral_dir: Path, out: list[Finding]) -> list[Text]:
+    """The ``.txt`` files of ``neutral_dir`` as neutral texts (problems go to ``out``)."""
     texts: list[Text] = []
     for file in _visible(neutral_dir):
         rel = f"neutral/{file.name}"
@@ -339,7 +340,7 @@ def scan_stories(path: str | Path, *, neutral: str | Path | None = None) -> Scan
     stories = _scan_stories(root, out, neutral=neutral_texts)
     neutral_dir = _optional_dir(neutral, root / "neutral", "neutral") if neutral else None
     if neutral_dir is not None:
-        neutral_texts = _scan_neutral(neutral_dir, out)
+        neutral_texts = scan_neutral(neutral_dir, out)
     if not stories:
         out.append(Finding(severity="error", code="no-stories", path=".",
                            message=f"no stories in {root}; expected <concept>/*.txt folders "

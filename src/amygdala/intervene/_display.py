@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amygdala._io import write_atomic_with
+from amygdala._io import colormap, figure, write_figure
 
 __all__ = ["SINK_TOKENS", "color_limit", "heatmap_html", "heatmap_png", "relative",
            "sink_mask"]
@@ -98,15 +98,12 @@ def heatmap_png(path: Path | str, tokens: Sequence[str], concepts: Sequence[str]
     Raises:
         MissingDependencyError: matplotlib is not installed.
     """
-    from amygdala.intervene._readout import _pyplot
-
-    plt = _pyplot()
     mask = sink_mask(len(tokens), skip=skip)
     panels = _panels(z, relative_view)
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(
-        max(6, 0.3 * len(tokens)), max(3, 0.3 * len(concepts)) * len(panels) + 0.6))
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#dddddd")  # sinks: no reading
+    fig = figure(figsize=(max(6, 0.3 * len(tokens)),
+                          max(3, 0.3 * len(concepts)) * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
+    cmap = colormap("RdBu_r").with_extremes(bad="#dddddd")  # sinks: no reading
     labels = [t.replace("\n", "\\n") for t in tokens]
     for ax, (name, values) in zip(axes[:, 0], panels, strict=True):
         shown = np.where(mask[:, None], np.nan, values)
@@ -118,10 +115,7 @@ def heatmap_png(path: Path | str, tokens: Sequence[str], concepts: Sequence[str]
                      "attention sinks)", fontsize=8)
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    try:
-        return write_atomic_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    finally:
-        plt.close(fig)
+    return write_figure(fig, path, dpi=120, tight=False)
 
 
 def _rgb(z: float, limit: float) -> str:
