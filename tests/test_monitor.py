@@ -240,3 +240,125 @@ def test_smollm_monitor_equals_read_on_the_same_text(
     assert [x["token_id"] for x in lines[1:4]] == list(result.generation.token_ids[n:n + 3])
     np.testing.assert_allclose(np.asarray(lines[1]["z"], float), result.records[0].z[:1],
                                atol=1e-3)
+
+
+# ----- relative view ------------------------------------------------------------------
+
+def _three_concepts(d: int = 32, layers: int = 3) -> Any:
+    from amygdala.vectors._set import SteeringVectorSet
+
+    rng = np.random.default_rng(7)
+    return SteeringVectorSet(
+        concepts=["a", "b", "c"], layers=list(range(layers)),
+        directions=rng.standard_normal((3, layers, d)).astype(np.float32),
+        raw_norm=np.ones((3, layers), np.float32), resid_norm=np.full(layers, 2.0, np.float32),
+        mean=np.zeros((layers, d), np.float32), std=np.ones((layers, d), np.float32),
+        method="paired", normalisation="raw",
+        provenance={"model_fingerprint": "tiny", "corpus_hash": "x"})
+
+
+def test_relative_view_is_z_minus_the_mean_over_all_concepts(tiny_backend: Backend) -> None:
+    vs = _three_concepts()
+    stats = compute_stats(tiny_backend, vs, NEUTRAL)
+    # Only "b" and "c" reported: the mean still runs over all three of the run's concepts.
+    monitor = Monitor(vs, tiny_backend, stats=stats, layers=[1, 2], concepts=["c", "b"])
+    result = monitor.run(PROMPT, max_new_tokens=5, include_prompt=True)
+    records = result.records
+    for li, layer in enumerate((1, 2)):
+        # z of all three concepts at every fed token, from one traced generation.
+        z_all = read_generation(tiny_backend, vs, PROMPT, layer=layer, stats=stats,
+                                max_new_tokens=6)[1].z
+        expected = (z_all - z_all.sum(axis=1, keepdims=True) / 3)[:, [2, 1]]
+        got = np.stack([r.relative[li] for r in records[:len(z_all)]])
+        np.testing.assert_allclose(got[2:], expected[2:], atol=1e-4)
+        assert np.isnan(got[:2]).all()  # sinks carry no relative scores either
+    record = records[4]
+    assert record.relative_band == pytest.approx(record.relative.mean(axis=0))
+    # JSON: each view shows its own tables; top entries carry the layer-averaged values.
+    both = json.loads(json.dumps(record.to_json(view="both")))
+    np.testing.assert_allclose(both["relative"], record.relative, atol=1e-3)
+    np.testing.assert_allclose(both["z"], record.z, atol=1e-3)
+    only = record.to_json(view="relative")
+    assert "z" not in only and "relative" in only and "relative" not in record.to_json()
+    top = record.to_json(top_k=2, view="both")["top"]
+    j = record.concepts.index(top[0]["concept"])
+    assert top[0]["relative"] == pytest.approx(record.relative[:, j].mean(), abs=1e-3)
+    assert top[0]["z"] == pytest.approx(record.z[:, j].mean(), abs=1e-3)
+    assert "z" not in record.to_json(top_k=2, view="relative")["top"][0]
+    assert records[0].to_json(view="relative")["relative"] is None  # a sink
+    with pytest.raises(ValueError, match="z, relative, both"):
+        record.to_json(view="raw")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("events_on", ["z", "relative"])
+def test_smoothing_and_events_run_on_the_chosen_view(tiny_backend: Backend,
+                                                     events_on: Any) -> None:
+    vs = _three_concepts()
+    rule = EventRule(on=0.3, off=0.0, min_tokens=1)
+    monitor = Monitor(vs, tiny_backend, stats=compute_stats(tiny_backend, vs, NEUTRAL),
+                      layers=[1, 2], window=3, rule=rule, events_on=events_on)
+    assert monitor.header()["events_on"] == events_on
+    records = monitor.run(PROMPT, max_new_tokens=8).records
+    table = np.stack([r.relative if events_on == "relative" else r.z for r in records])
+    bands = table.mean(axis=1)  # [tokens, concepts]
+    if events_on == "relative":  # z minus the mean over all concepts, by hand
+        z_bands = np.stack([r.z for r in records]).mean(axis=1)
+        np.testing.assert_allclose(bands, z_bands - z_bands.mean(axis=1, keepdims=True),
+                                   atol=1e-5)
+    alpha, state, events = 2 / (3 + 1), bands[0], []
+    active = np.zeros(3, bool)
+    for i, (record, band) in enumerate(zip(records, bands, strict=True)):
+        state = band if i == 0 else alpha * band + (1 - alpha) * state
+        np.testing.assert_allclose(record.smoothed, state, atol=1e-5)
+        flip = np.where(active, state < rule.off, state >= rule.on)  # min_tokens=1
+        for j in np.flatnonzero(flip):
+            active[j] = not active[j]
+            events.append(("enter" if active[j] else "leave", "abc"[j], i))
+    assert [(e.kind, e.concept, e.step) for r in records for e in r.events] == events
+    assert events  # the thresholds were set so that something happens
+
+
+def test_events_on_refuses_an_unknown_view(tiny_backend: Backend) -> None:
+    with pytest.raises(ValueError, match="events_on must be one of z, relative"):
+        _monitor(tiny_backend, events_on="raw")
+
+
+def test_watch_jsonl_carries_the_view_asked_for(
+        tiny_backend: Backend, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from amygdala.cli import main
+
+    vs = _three_concepts()
+    stats = compute_stats(tiny_backend, vs, NEUTRAL)
+    opened: dict[str, Any] = {}
+
+    def from_run(run_dir: Any, backend: Any = None, **options: Any) -> Monitor:
+        opened.update(options, run_dir=run_dir)
+        keep = ("layers", "concepts", "window", "rule", "events_on")
+        return Monitor(vs, tiny_backend, stats=stats, **{k: options[k] for k in keep})
+
+    monkeypatch.setattr(Monitor, "from_run", staticmethod(from_run))
+    args = ["watch", "RUN", PROMPT, "--no-chat", "--layer", "1", "--layer", "2",
+            "--max-new-tokens", "4", "--jsonl", "-"]
+    assert main([*args, "--relative", "--events-on", "relative", "--concepts", "a,c"]) == 0
+    assert opened["events_on"] == "relative" and opened["concepts"] == ["a", "c"]
+    assert opened["run_dir"] == "RUN" and opened["layers"] == [1, 2]
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["view"] == "both" and lines[0]["events_on"] == "relative"
+    tokens = [x for x in lines if x["type"] == "token"]
+    assert len(tokens) == 4
+    # Check the JSON against z of all three concepts, by hand.
+    full = Monitor(vs, tiny_backend, stats=stats, layers=[1, 2]).run(
+        PROMPT, max_new_tokens=4).records
+    for line, record in zip(tokens, full, strict=True):
+        z = record.z.astype(np.float64)
+        expected = (z - z.mean(axis=1, keepdims=True))[:, [0, 2]]
+        np.testing.assert_allclose(line["relative"], expected, atol=2e-3)
+        np.testing.assert_allclose(line["z"], z[:, [0, 2]], atol=2e-3)
+    # Without --view the records carry z only; --view relative carries relative only.
+    assert main(args) == 0
+    plain = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert plain[0]["view"] == "z" and "relative" not in plain[1] and "z" in plain[1]
+    assert main([*args, "--view", "relative"]) == 0
+    rel = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert "z" not in rel[1] and "relative" in rel[1]

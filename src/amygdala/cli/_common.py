@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amygdala.errors import UnknownSiteError
 
-__all__ = ["add_device_options", "add_model_options", "parse_layers"]
+if TYPE_CHECKING:
+    from amygdala.intervene._events import EventRule
+    from amygdala.intervene._monitor import Monitor
+
+__all__ = ["add_device_options", "add_model_options", "add_monitor_options", "event_rule",
+           "open_monitor", "parse_layers"]
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -50,3 +56,45 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="activation store directory (default: <cache>/activations)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
     add_device_options(parser)
+
+
+def add_monitor_options(parser: argparse.ArgumentParser) -> None:
+    """Add what builds a `Monitor` (``watch`` and ``serve``): layers, concepts, smoothing,
+    event thresholds, the view events run on, the neutral-statistics corpus."""
+    parser.add_argument("--layer", type=int, action="append", default=None,
+                        help="read-out layer(s) (repeat; default: the run's best layer)")
+    parser.add_argument("--concepts", default=None,
+                        help="comma-separated concepts to report (default: all)")
+    parser.add_argument("--window", type=float, default=4.0,
+                        help="moving-average span in tokens (default 4)")
+    parser.add_argument("--on", type=float, default=2.0, help="event enter threshold (z)")
+    parser.add_argument("--off", type=float, default=1.0, help="event leave threshold (z)")
+    parser.add_argument("--min-tokens", type=int, default=2,
+                        help="tokens a condition must hold before an event (default 2)")
+    parser.add_argument("--events-on", choices=("z", "relative"), default="z",
+                        help="view the moving average and events run on: z (default) or "
+                        "relative (each concept minus the mean over concepts, so a token "
+                        "that lifts every concept does not make all of them enter)")
+    parser.add_argument("--corpus", metavar="PATH", default=None,
+                        help="corpus root for neutral statistics when the run's is not found")
+
+
+def event_rule(args: argparse.Namespace) -> EventRule:
+    """The `EventRule` of ``--on``, ``--off`` and ``--min-tokens``.
+
+    Raises:
+        ValueError: the thresholds are inconsistent (the message says how to fix them).
+    """
+    from amygdala.intervene._events import EventRule
+
+    return EventRule(on=args.on, off=args.off, min_tokens=args.min_tokens)
+
+
+def open_monitor(args: argparse.Namespace, rule: EventRule) -> Monitor:
+    """Load ``args.run_dir``'s model and build the `Monitor` the options ask for."""
+    from amygdala.intervene._monitor import Monitor
+
+    concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
+    return Monitor.from_run(args.run_dir, device=args.device, dtype=args.dtype,
+                            layers=args.layer, concepts=concepts, corpus=args.corpus,
+                            window=args.window, rule=rule, events_on=args.events_on)

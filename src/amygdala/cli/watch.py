@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from amygdala.cli._common import add_device_options
+from amygdala.cli._common import add_device_options, add_monitor_options, event_rule, open_monitor
 
 NAME = "watch"
 HELP = ("Generate from a prompt and watch concepts token by token: a live strip of the top "
@@ -19,10 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory from `amygdala train`")
     add_device_options(parser)
     parser.add_argument("prompt", metavar="PROMPT", help="the prompt (a user message)")
-    parser.add_argument("--layer", type=int, action="append", default=None,
-                        help="layer(s) to read (repeat; default: the run's best layer)")
-    parser.add_argument("--concepts", default=None,
-                        help="comma-separated concepts to watch (default: all)")
+    add_monitor_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=60)
     parser.add_argument("--no-chat", action="store_true",
                         help="feed the prompt raw instead of through the chat template")
@@ -31,19 +28,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steer-layer", type=int, action="append", default=None,
                         help="layer(s) to steer (default: the run's best layer)")
     parser.add_argument("--top", type=int, default=3, help="concepts in the live strip")
-    parser.add_argument("--window", type=float, default=4.0,
-                        help="moving-average span in tokens (default 4)")
-    parser.add_argument("--on", type=float, default=2.0, help="event enter threshold (z)")
-    parser.add_argument("--off", type=float, default=1.0, help="event leave threshold (z)")
-    parser.add_argument("--min-tokens", type=int, default=2,
-                        help="tokens a condition must hold before an event (default 2)")
+    parser.add_argument("--view", choices=("z", "relative", "both"), default="z",
+                        help="what the records and the strip show: z against neutral text "
+                        "(default), the relative view (z minus the mean over concepts, as "
+                        "`amygdala read --relative`), or both")
+    parser.add_argument("--relative", dest="view", action="store_const", const="both",
+                        help="the relative view beside z (the same as --view both)")
     parser.add_argument("--jsonl", metavar="FILE",
                         help="write the versioned records (start, token..., end) as JSON "
                         "lines; '-' for stdout (then nothing else is printed there)")
     parser.add_argument("--plain", action="store_true",
                         help="no live display: print tokens and events as plain text")
-    parser.add_argument("--corpus", metavar="PATH", default=None,
-                        help="corpus root for neutral statistics when the run's is not found")
 
 
 def parse_steer(items: list[str]) -> dict[str, float]:
@@ -73,20 +68,13 @@ def _event_mark(record: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and display the read-out live."""
-    from amygdala.intervene._events import EventRule
-    from amygdala.intervene._monitor import Monitor
-    from amygdala.intervene._steer import open_run
-
     try:
         steer = parse_steer(args.steer)
-        rule = EventRule(on=args.on, off=args.off, min_tokens=args.min_tokens)
+        rule = event_rule(args)
     except ValueError as exc:
         print(f"amygdala watch: error: {exc}", file=sys.stderr)
         return 2
-    concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
-    ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
-    monitor = Monitor(ctx, layers=args.layer, concepts=concepts, corpus=args.corpus,
-                      window=args.window, rule=rule)
+    monitor = open_monitor(args, rule)
     options = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat,
                "steer": steer or None, "steer_layers": args.steer_layer}
     sink: TextIO | None = None
@@ -96,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         sink = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         live = sink is not sys.stdout and not args.plain and sys.stdout.isatty()
-        show = _LiveView(monitor, args.top) if live else None
+        show = _LiveView(monitor, args.top, args.view) if live else None
         if sink is not None:
-            sink.write(json.dumps(monitor.header(args.prompt)) + "\n")
+            sink.write(json.dumps({**monitor.header(args.prompt), "view": args.view}) + "\n")
         stream = monitor.stream(args.prompt, **options)
         result = None
         try:
@@ -111,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                     result = stop.value
                     break
                 if sink is not None:
-                    sink.write(json.dumps(record.to_json(raw=True)) + "\n")
+                    sink.write(json.dumps(record.to_json(raw=True, view=args.view)) + "\n")
                     sink.flush()
                 if show is not None:
                     show.add(record)
@@ -139,9 +127,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _LiveView:
-    """A rich Live display: the text with events inline, and bars of the top concepts."""
+    """A rich Live display: the text with events inline, and bars of the top concepts.
 
-    def __init__(self, monitor: Any, top: int) -> None:
+    Bars show the smoothed state (of the view events run on); beside them, the token's
+    layer-averaged z and/or relative value, as ``--view`` asks.
+    """
+
+    def __init__(self, monitor: Any, top: int, view: str) -> None:
         try:
             from rich.console import Console
             from rich.live import Live
@@ -151,7 +143,7 @@ class _LiveView:
             raise MissingDependencyError(
                 "the live display needs rich: pip install 'amygdala[serve]' "
                 "(or use --plain / --jsonl)") from exc
-        self.monitor, self.top = monitor, top
+        self.monitor, self.top, self.view = monitor, top, view
         self.parts: list[tuple[str, str]] = []
         self.bands: list[Any] = []
         self.last: Any = None
@@ -174,8 +166,9 @@ class _LiveView:
         for e in record.events:
             self.parts.append((f"⟦{'+' if e.kind == 'enter' else '−'}{e.concept}⟧",
                                "green" if e.kind == "enter" else "red"))
-        if not record.sink:
-            self.bands.append(record.band)
+        if not record.sink:  # sinks never set the scale
+            relative = self.monitor.events_on == "relative"
+            self.bands.append(record.relative_band if relative else record.band)
         self.live.update(self._render())
 
     def _render(self) -> Any:
@@ -194,11 +187,21 @@ class _LiveView:
         if last is not None and last.smoothed is not None:
             limit = color_limit(np.asarray(self.bands)) if self.bands else 3.0
             order = np.argsort(-last.smoothed)[: self.top]
+            heads = ["", f"smoothed {self.monitor.events_on}"]
+            heads += ["z"] if self.view != "relative" else []
+            heads += ["relative"] if self.view != "z" else []
+            table.add_row(*(Text(h, style="dim") for h in heads))
             for j in order:
                 value = float(last.smoothed[j])
                 width = round(20 * min(1.0, max(0.0, value) / limit))
                 colour = "green" if last.concepts[j] in last.active else "cyan"
-                table.add_row(Text(f"{last.concepts[j]:>14}"),
-                              Text("█" * width + "·" * (20 - width), style=colour),
-                              Text(f"{value:+.1f}"))
+                cells = [Text(f"{last.concepts[j]:>14}"),
+                         Text("█" * width + "·" * (20 - width) + f" {value:+.1f}",
+                              style=colour)]
+                if not last.sink:
+                    if self.view != "relative":
+                        cells.append(Text(f"{float(last.band[j]):+.1f}"))
+                    if self.view != "z":
+                        cells.append(Text(f"{float(last.relative_band[j]):+.1f}"))
+                table.add_row(*cells)
         return Group(text, Text(""), table)

@@ -4,7 +4,12 @@ Each record carries the token, its scores ``[layers][concepts]`` (raw reader
 scores and z against the run's neutral statistics, computed by the same
 functions `read` uses, so a record equals `read` on the same text), a smoothed
 state (an exponential moving average of the z-scores averaged over the
-monitored layers) and the events it triggered (`EventTracker`).
+monitored layers) and the events it triggered (`EventTracker`). Beside z, each record
+carries the relative view (`amygdala.vectors._bundle.relative`, the rule of
+``amygdala read --relative``: z minus the mean of z over all the run's concepts, at
+the same layer and token); smoothing and events run on z or, with
+``events_on="relative"``, on the relative view, where the component every concept
+shares (which lifts all of them together on z) is removed.
 
 How a token gets its scores: the residual stream at a token's position exists
 once that token is fed back into the model, i.e. during the forward call that
@@ -39,21 +44,48 @@ from amygdala.backends._registry import Backend, Generation
 from amygdala.errors import UnknownConceptError, UnknownSiteError
 from amygdala.intervene._display import SINK_TOKENS
 from amygdala.intervene._events import EMA, Event, EventRule, EventTracker
-from amygdala.intervene._readout import ReadoutStats, load_or_compute_stats, score_tokens
+from amygdala.intervene._readout import ReadoutStats, load_or_compute_stats
 from amygdala.intervene._steer import Positions, RunContext, _steering, default_layer, open_run
+from amygdala.vectors._bundle import relative
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
+    "EVENTS_ON",
     "EVENT_FORMAT",
+    "VIEWS",
+    "EventsOn",
     "FinishReason",
     "Monitor",
     "MonitorResult",
     "TokenRecord",
+    "View",
+    "check_view",
 ]
 
 # Version tag of the records `watch --jsonl` writes and the server streams.
-EVENT_FORMAT = "amygdala.live/1"
+# 2: token records may carry ``relative`` (and ``top`` entries a ``relative`` value);
+# ``smoothed`` and events follow the start record's ``events_on`` (z or relative).
+EVENT_FORMAT = "amygdala.live/2"
 FinishReason = Literal["length", "stop", "cancelled"]
+# Which tables a record shows: z against neutral text, the relative view, or both.
+View = Literal["z", "relative", "both"]
+VIEWS: tuple[View, ...] = ("z", "relative", "both")
+# Which view the moving average and the events run on.
+EventsOn = Literal["z", "relative"]
+EVENTS_ON: tuple[EventsOn, ...] = ("z", "relative")
+RELATIVE_RULE = ("relative = z minus the mean of z over all the run's concepts, at the same "
+                 "layer and token (as `amygdala read --relative`)")
+
+
+def check_view(view: str) -> View:
+    """Return ``view`` if it is one of `VIEWS`.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    return view
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, never leaves this module
@@ -86,8 +118,11 @@ class TokenRecord:
         concepts: column order.
         raw: ``[layers, concepts]`` reader scores (NaN at sinks).
         z: ``[layers, concepts]`` z against neutral text (NaN at sinks).
-        smoothed: ``[concepts]`` moving average of z averaged over layers
-            (generated tokens only; ``None`` for prompt tokens).
+        relative: ``[layers, concepts]`` z minus the mean of z over all the run's
+            concepts (not only the reported ones) at the same layer (NaN at sinks).
+        smoothed: ``[concepts]`` moving average, over tokens, of the layer-averaged z
+            (or relative view, `Monitor.events_on`); generated tokens only, ``None`` for
+            prompt tokens.
         active: concepts in the active state after this token.
         events: state changes this token triggered.
     """
@@ -102,6 +137,7 @@ class TokenRecord:
     concepts: tuple[str, ...]
     raw: np.ndarray = attrs.field(eq=False, repr=False)
     z: np.ndarray = attrs.field(eq=False, repr=False)
+    relative: np.ndarray = attrs.field(eq=False, repr=False)
     smoothed: np.ndarray | None = attrs.field(eq=False, repr=False, default=None)
     active: tuple[str, ...] = ()
     events: tuple[Event, ...] = ()
@@ -111,31 +147,57 @@ class TokenRecord:
         """``[concepts]``: z averaged over the monitored layers."""
         return self.z.mean(axis=0)  # type: ignore[no-any-return]
 
+    @property
+    def relative_band(self) -> np.ndarray:
+        """``[concepts]``: the relative view averaged over the monitored layers."""
+        return self.relative.mean(axis=0)  # type: ignore[no-any-return]
+
+    def _order(self, k: int) -> list[int]:
+        # The relative view subtracts one number per token from every concept's band,
+        # so ranking by z and by the relative view agree.
+        return [] if self.sink else [int(j) for j in np.argsort(-self.band)[:k]]
+
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` concepts with the highest layer-averaged z (empty at sinks)."""
-        if self.sink:
-            return []
         band = self.band
-        order = np.argsort(-band)[:k]
-        return [(self.concepts[j], float(band[j])) for j in order]
+        return [(self.concepts[j], float(band[j])) for j in self._order(k)]
 
-    def to_json(self, *, top_k: int | None = None, raw: bool = False) -> dict[str, Any]:
+    def to_json(self, *, top_k: int | None = None, raw: bool = False,
+                view: View = "z") -> dict[str, Any]:
         """The versioned record (`EVENT_FORMAT`): all scores, or only the top ``top_k``.
 
         Args:
-            top_k: give ``top`` (concept, z) pairs instead of the full ``z`` table.
+            top_k: give ``top`` entries (concept and its layer-averaged value in each view
+                shown) instead of the full tables.
             raw: also give the raw reader scores (full table only).
+            view: ``z`` (the ``z`` table), ``relative`` (the ``relative`` table) or
+                ``both``.
+
+        Raises:
+            ValueError: ``view`` is not one of `VIEWS`.
         """
+        check_view(view)
         out: dict[str, Any] = {
             "format": EVENT_FORMAT, "type": "token", "position": self.position,
             "step": self.step, "token_id": self.token_id, "token": self.token,
             "text": self.text, "sink": self.sink,
         }
         if top_k is not None:
-            out["top"] = [{"concept": c, "z": round(v, 3)} for c, v in self.top(top_k)]
+            band, rel = self.band, self.relative_band
+            out["top"] = []
+            for j in self._order(top_k):
+                entry: dict[str, Any] = {"concept": self.concepts[j]}
+                if view != "relative":
+                    entry["z"] = round(float(band[j]), 3)
+                if view != "z":
+                    entry["relative"] = round(float(rel[j]), 3)
+                out["top"].append(entry)
         else:
             out["layers"], out["concepts"] = list(self.layers), list(self.concepts)
-            out["z"] = None if self.sink else _round(self.z)
+            if view != "relative":
+                out["z"] = None if self.sink else _round(self.z)
+            if view != "z":
+                out["relative"] = None if self.sink else _round(self.relative)
             if raw:
                 out["raw"] = None if self.sink else _round(self.raw)
         out["smoothed"] = _round(self.smoothed)
@@ -210,10 +272,14 @@ class Monitor:
         corpus: corpus root for the neutral statistics when the run's is not found.
         window: span of the moving average, in tokens (1: no smoothing).
         rule: thresholds of the events (default `EventRule()`).
+        events_on: the view the moving average and the events run on: ``z``, or
+            ``relative`` (each concept against the others; on z a token that lifts
+            every concept can make all of them enter at once).
 
     Raises:
         UnknownSiteError: a layer has no vectors.
         UnknownConceptError: a concept is not in the run.
+        ValueError: ``events_on`` is not ``z`` or ``relative``.
 
     >>> monitor = Monitor("runs/demo", layers=[15])  # doctest: +SKIP
     >>> for record in monitor.stream("Tell me about your day.", chat=True):  # doctest: +SKIP
@@ -224,8 +290,11 @@ class Monitor:
         self, run: RunContext | Path | str | SteeringVectorSet, backend: Backend | None = None,
         *, layers: Sequence[int] | None = None, concepts: Sequence[str] | None = None,
         stats: ReadoutStats | None = None, corpus: Path | str | None = None,
-        window: float = 4.0, rule: EventRule | None = None,
+        window: float = 4.0, rule: EventRule | None = None, events_on: EventsOn = "z",
     ) -> None:
+        if events_on not in EVENTS_ON:
+            raise ValueError(f"events_on must be one of {', '.join(EVENTS_ON)}, got "
+                             f"{events_on!r}")
         run_dir: Path | None = None
         if isinstance(run, SteeringVectorSet):
             if backend is None or stats is None:
@@ -261,31 +330,67 @@ class Monitor:
         self.skip = int(getattr(stats, "skip", SINK_TOKENS))
         self.window = float(window)
         self.rule = rule if rule is not None else EventRule()
+        self.events_on: EventsOn = events_on
         EMA(self.window)  # validate the window now, not at the first token
+        # Readers and offsets of the monitored layers, taken once rather than per token.
+        self._readers = {x: vectors.readers(x) for x in chosen}
+        self._offsets = {x: vectors.offsets(x) for x in chosen}
+
+    @classmethod
+    def from_run(
+        cls, run_dir: Path | str, backend: Backend | None = None, *,
+        device: str | None = None, dtype: str | None = None,
+        layers: Sequence[int] | None = None, concepts: Sequence[str] | None = None,
+        corpus: Path | str | None = None, window: float = 4.0, rule: EventRule | None = None,
+        events_on: EventsOn = "z",
+    ) -> Monitor:
+        """Open a run directory (its model on ``device``, unless ``backend`` is given) and
+        build a monitor on it; the other arguments are those of `Monitor`.
+
+        What ``amygdala watch`` and ``amygdala serve`` start from.
+
+        Raises:
+            VectorFileError: the run's vectors are missing or malformed.
+            UnknownSiteError: a layer has no vectors.
+            UnknownConceptError: a concept is not in the run.
+        """
+        ctx = open_run(run_dir, backend=backend, device=device, dtype=dtype)
+        return cls(ctx, layers=layers, concepts=concepts, corpus=corpus, window=window,
+                   rule=rule, events_on=events_on)
 
     # ----- scoring ------------------------------------------------------------------
-    def score(self, acts: Mapping[int, torch.Tensor | np.ndarray]) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-        """Raw and z scores ``[tokens, layers, concepts]`` of hidden states per layer.
+    def score(self, acts: Mapping[int, torch.Tensor | np.ndarray]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw, z and relative scores ``[tokens, layers, concepts]`` of hidden states.
 
-        Uses `score_tokens` and `ReadoutStats.zscore`, the functions `read` uses.
+        The arithmetic of `score_tokens`, `ReadoutStats.zscore` and
+        `amygdala.vectors._bundle.relative` (what ``read`` and ``read --relative`` use),
+        with each layer's readers taken once. The relative view subtracts the mean over
+        all the run's concepts, also when only some are reported.
 
         Args:
             acts: ``{layer: [tokens, d_model]}`` for every monitored layer.
         """
-        raw, z = [], []
+        raw, z, rel = [], [], []
+        columns = self._columns
         for layer in self.layers:
-            r = score_tokens(self.vectors, layer, acts[layer])
-            raw.append(r[:, self._columns])
-            z.append(self.stats.zscore(layer, r)[:, self._columns])
-        return np.stack(raw, axis=1), np.stack(z, axis=1)
+            h = acts[layer]
+            if isinstance(h, torch.Tensor):
+                h = h.detach().float().cpu().numpy()
+            r = np.asarray(h, np.float32) @ self._readers[layer].T + self._offsets[layer]
+            zl = self.stats.zscore(layer, r)
+            raw.append(r[:, columns])
+            z.append(zl[:, columns])
+            rel.append(relative(zl)[:, columns])
+        return np.stack(raw, axis=1), np.stack(z, axis=1), np.stack(rel, axis=1)
 
     def header(self, prompt: str = "") -> dict[str, Any]:
         """The opening record of a stream (``type: start``): what the records hold."""
         return {"format": EVENT_FORMAT, "type": "start", "prompt": prompt,
                 "layers": list(self.layers), "concepts": list(self.concepts),
                 "window": self.window, "rule": self.rule.to_json(), "sink_tokens": self.skip,
-                "score": "z against neutral text (mean and std per layer and concept)"}
+                "score": "z against neutral text (mean and std per layer and concept)",
+                "relative_rule": RELATIVE_RULE, "events_on": self.events_on}
 
     # ----- generation ---------------------------------------------------------------
     def run(
@@ -340,29 +445,30 @@ class Monitor:
             offset = len(fed) if (fed and len(ids) == 1) else 0
             first = len(fed)
             span = {layer: acts[site][0, first - offset:] for layer, site in sites.items()}
-            raw, z = self.score(span)
+            raw, z, rel = self.score(span)
+            tracked = rel if self.events_on == "relative" else z
             for i, token_id in enumerate(ids[first - offset:]):
                 position = first + i
                 fed.append(int(token_id))
                 sink = position < self.skip
-                rz = (np.full_like(raw[i], np.nan), np.full_like(z[i], np.nan)) if sink \
-                    else (raw[i], z[i])
+                scores = [np.full_like(a[i], np.nan) if sink else a[i] for a in (raw, z, rel)]
                 if position < prompt_len:
                     if include_prompt:
                         emit(TokenRecord(position=position, step=None, token_id=int(token_id),
                                          token=str(tok.decode([token_id])), text="", sink=sink,
                                          layers=self.layers, concepts=self.concepts,
-                                         raw=rz[0], z=rz[1]))
+                                         raw=scores[0], z=scores[1], relative=scores[2]))
                     continue
                 events: list[Event] = []
                 smoothed = ema.value.copy() if ema.value is not None else None
                 if not sink:
-                    smoothed = ema.update(z[i].mean(axis=0))
+                    smoothed = ema.update(tracked[i].mean(axis=0))
                     events = tracker.update(smoothed)
                 emit(TokenRecord(position=position, step=position - prompt_len,
                                  token_id=int(token_id), token=str(tok.decode([token_id])),
                                  text=detok.push(int(token_id)), sink=sink, layers=self.layers,
-                                 concepts=self.concepts, raw=rz[0], z=rz[1], smoothed=smoothed,
+                                 concepts=self.concepts, raw=scores[0], z=scores[1],
+                                 relative=scores[2], smoothed=smoothed,
                                  active=tracker.active_concepts(), events=tuple(events)))
             if len(fed) - prompt_len >= max_new_tokens:
                 raise _Stop
