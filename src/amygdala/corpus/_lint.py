@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from amygdala._codec import to_data
 from amygdala.corpus._cues import cue_findings
 from amygdala.corpus._lexicon import BANNED_WORDS, EMOTION_WORDS, load_lexicon, merge_lexicons
 from amygdala.corpus._reader import (
@@ -116,7 +117,7 @@ class LintReport:
             "coverage": dict(self.coverage),
             "story_counts": dict(self.story_counts),
             "forms": dict(self.forms),
-            "findings": [attrs.asdict(f) for f in self.findings],
+            "findings": to_data(self.findings),
         }
 
     def render(self) -> str:
