@@ -18,8 +18,8 @@ import torch
 
 from amygdala import ActivationStore, Pooling, Site
 from amygdala.backends._registry import get_backend
-from amygdala.errors import NonFiniteError, StoreError
-from amygdala.store._store import text_hash
+from amygdala.errors import NonFiniteError, StoreError, UnknownSiteError
+from amygdala.store._store import Activations, text_hash
 from tests.conftest import tiny_llama
 
 TEXTS = [f"text {i} {'xy' * (i % 5)}" for i in range(9)]
@@ -136,3 +136,70 @@ def test_store_of_another_dtype_or_pooling_does_not_mix(tmp_path: Path) -> None:
     assert last.missing(TEXTS[:2], SITES[:1]) == [0, 1]
     with pytest.raises(StoreError, match="has no activations"):
         last.load(TEXTS[:1], SITES[:1])
+
+
+# ----- survivors of the mutation run (benchmarks/mutants.py) -------------------------------
+
+def test_float16_and_float32_stores_live_in_separate_directories(tmp_path: Path) -> None:
+    key = Pooling().key
+    f32 = ActivationStore(tmp_path, fingerprint="f", pooling=Pooling())
+    f16 = ActivationStore(tmp_path, fingerprint="f", pooling=Pooling(), dtype="float16")
+    assert f32.path == tmp_path / "f" / key
+    assert f16.path == tmp_path / "f" / f"{key}-float16"
+    assert json.loads((f16.path / "store.json").read_text())["dtype"] == "float16"
+
+
+def test_a_store_written_before_dtype_was_recorded_opens_as_float32(tmp_path: Path) -> None:
+    key = Pooling().key
+    old = tmp_path / "f" / key
+    old.mkdir(parents=True)
+    (old / "store.json").write_text(json.dumps({"format": 1, "fingerprint": "f",
+                                                "pooling": key}))
+    assert ActivationStore(tmp_path, fingerprint="f", pooling=Pooling()).dtype == "float32"
+    # The same file with a float16 dtype recorded belongs to another format.
+    (old / "store.json").write_text(json.dumps({"format": 1, "fingerprint": "f",
+                                                "pooling": key, "dtype": "float16"}))
+    with pytest.raises(StoreError, match="belongs to another model or format"):
+        ActivationStore(tmp_path, fingerprint="f", pooling=Pooling())
+
+
+def test_token_norms_are_stored_as_float32_whatever_was_given(tmp_path: Path) -> None:
+    store = ActivationStore(tmp_path, fingerprint="f", pooling=Pooling(), dtype="float16")
+    site = Site(layer=0)
+    given = torch.tensor([1.25, 2.5, 1e5], dtype=torch.float64)  # 1e5 overflows float16
+    store.put_token_norms(["a", "b", "c"], {site: given})
+    (shard,) = store.path.glob("shard-*.safetensors")
+    assert safetensors_header(shard)[f"token_norm.{site}"]["dtype"] == "F32"
+    norms = store.token_norms(["c", "zzz", "a"], [site])
+    np.testing.assert_array_equal(norms[[0, 2], 0], [1e5, 1.25])
+    assert np.isnan(norms[1, 0])
+
+
+def test_token_norms_are_the_median_norm_of_the_pooled_tokens(tmp_path: Path) -> None:
+    backend, store = _backend_and_store(tmp_path)
+    sites = [Site(layer=0), Site(layer=2)]
+    store.ensure(backend, TEXTS, sites, batch_size=4)  # several shards
+    skip = Pooling().skip
+    per_token = backend.capture_tokens(TEXTS, sites)
+    expected = np.empty((len(TEXTS), len(sites)), np.float32)
+    for i, captured in enumerate(per_token):
+        for j, site in enumerate(sites):
+            norms = np.linalg.norm(captured[site].numpy(), axis=-1)
+            kept = norms[min(skip, len(norms) - 1):]
+            expected[i, j] = np.sort(kept)[(len(kept) - 1) // 2]  # lower middle value
+    order = [4, 0, 8, 2]
+    np.testing.assert_allclose(store.token_norms([TEXTS[i] for i in order], sites[::-1]),
+                               expected[order][:, ::-1], rtol=1e-5)
+
+
+def test_missing_rows_and_sites_name_the_fix(tmp_path: Path) -> None:
+    store = ActivationStore(tmp_path, fingerprint="f", pooling=Pooling())
+    # Anchored: the whole sentence, exactly (a substring would survive a changed message).
+    with pytest.raises(StoreError, match=r"; call ActivationStore\.ensure \(or rerun "
+                                         r"`amygdala train`\) first$"):
+        store.load(["never captured"], [Site(layer=0)])
+    acts = Activations(ids=("a",), data={Site(layer=1): np.ones((1, 2), np.float32)})
+    with pytest.raises(UnknownSiteError, match=r"no activations for .*; have \['resid_post"):
+        acts[Site(layer=0)]
+    tensor = acts.torch(Site(layer=1))
+    assert isinstance(tensor, torch.Tensor) and tensor.tolist() == [[1.0, 1.0]]
