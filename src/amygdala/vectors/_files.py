@@ -22,6 +22,7 @@ __all__ = [
     "STEERING_FILE",
     "VECTORS_ARRAYS",
     "VECTORS_META",
+    "circuit_file",
 ]
 
 VECTORS_ARRAYS: Final = "vectors.safetensors"
@@ -36,3 +37,12 @@ STEERING_FILE: Final = "steering.json"
 CIRCUITS_DIR: Final = "circuits"
 CIRCUIT_SUMMARY_FILE: Final = "summary.json"
 CIRCUIT_OVERLAP_FILE: Final = "overlap.json"
+
+
+def circuit_file(concept: str) -> str:
+    """The file name of ``concept``'s circuit in ``circuits/`` (`Circuit.save`).
+
+    >>> circuit_file("afraid")
+    'afraid.json'
+    """
+    return f"{concept}.json"
