@@ -250,3 +250,137 @@ def test_content_hash_sees_a_one_character_change() -> None:
     changed = attrs.evolve(corpus, neutral=(attrs.evolve(first, text=first.text + "!"),
                                             *corpus.neutral[1:]))
     assert changed.content_hash != corpus.content_hash
+
+
+# ----- survivors of the mutation run (benchmarks/mutants.py) -------------------------------
+# Messages are matched to their end ("$"): mutmut wraps a literal in "XX...XX", which a
+# substring match would still find.
+
+
+def with_stories(n: int = 3) -> tuple[Corpus, ExtractionInput, dict[str, np.ndarray]]:
+    """`planted` plus ``n`` stories for two concepts; returns their rows too."""
+    import attrs
+
+    corpus, data = planted()
+    rng = np.random.default_rng(7)
+    stories, rows, by_concept = [], [], {}
+    for c, concept in enumerate(("joyful", "sad")):
+        vecs = 5.0 + (c + 1) * SPREAD + rng.normal(size=(n, D)) * SPREAD
+        block = np.stack([np.stack([v, 3.0 * v + 1.0]) for v in vecs]).astype(np.float32)
+        by_concept[concept] = block
+        rows.append(block)
+        stories += [Text(id=f"stories/{concept}/{k}.txt", text=f"{concept} story {k}",
+                         role="story", concept=concept) for k in range(n)]
+    x = np.concatenate([data.x, *rows])
+    ids = data.ids + tuple(t.id for t in stories)
+    return (attrs.evolve(corpus, stories=stories),
+            ExtractionInput(x=x, ids=ids, layers=data.layers), by_concept)
+
+
+def test_unpaired_raw_norm_is_the_story_mean_against_the_mean_of_means() -> None:
+    corpus, data, rows = with_stories()
+    raw = extract(data, corpus, method="unpaired")
+    means = {c: rows[c].astype(np.float64).mean(0) for c in rows}
+    grand = np.mean(list(means.values()), axis=0)
+    for i, concept in enumerate(raw.concepts):
+        np.testing.assert_allclose(raw.raw_norm[i], np.linalg.norm(means[concept] - grand,
+                                                                   axis=-1), rtol=1e-5)
+        assert raw.counts[concept] == 3
+
+
+def test_unpaired_without_stories_and_degenerate_directions_say_what_to_do() -> None:
+    from amygdala.errors import CorpusError, DegenerateDirectionError
+
+    corpus, data = planted()
+    with pytest.raises(CorpusError, match=r"none were found: add stories or use "
+                                          r"method='paired'$"):
+        extract(data, corpus, method="unpaired")
+    # "sad" variants identical to their baselines: a zero paired difference.
+    x = data.x.copy()
+    row = {id_: i for i, id_ in enumerate(data.ids)}
+    for s in corpus.scenarios:
+        x[row[s.variants["sad"].id]] = x[row[s.baseline.id]]
+    flat = ExtractionInput(x=x, ids=data.ids, layers=data.layers)
+    with pytest.raises(DegenerateDirectionError,
+                       match=r"^method 'paired' gave a zero or non-finite writing vector for "
+                             r"'sad' at layer 0 \(2 such vectors in all\); .* differ from "
+                             r"what they are contrasted with, or use another method$"):
+        extract(flat, corpus, method="paired", concepts=["sad"])
+
+
+def test_constant_reference_dimensions_get_the_tiny_floor_not_zero() -> None:
+    from amygdala.vectors._extract import reference_stats
+
+    corpus, data = planted()
+    x = data.x.copy()
+    row = {id_: i for i, id_ in enumerate(data.ids)}
+    for t in corpus.neutral:
+        x[row[t.id]] = 1.5  # every neutral text the same: no spread anywhere
+    mean, std = reference_stats(ExtractionInput(x=x, ids=data.ids, layers=data.layers), corpus)
+    np.testing.assert_array_equal(mean, np.full((len(LAYERS), D), 1.5, np.float32))
+    np.testing.assert_allclose(std, 1e-8)  # 1e-3 * 0 + 1e-8
+
+
+def test_extraction_input_shape_message_and_select_layers() -> None:
+    with pytest.raises(ValueError, match=r"^x must be \[n_texts=2, layers=1, d\], "
+                                         r"got \(2, 3\)$"):
+        ExtractionInput(x=np.zeros((2, 3), np.float32), ids=("a", "b"), layers=(0,))
+    _, data = planted()
+    picked = data.select_layers([3])
+    assert picked.layers == (3,)
+    np.testing.assert_array_equal(picked.x, data.x[:, [1]])
+    assert picked.ids == data.ids
+
+
+def test_load_messages_name_the_fix(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from amygdala.errors import VectorFileError
+
+    with pytest.raises(VectorFileError, match=r"; create them with `amygdala train CORPUS "
+                                              r"--out DIR`$"):
+        SteeringVectorSet.load(tmp_path)
+    corpus, data = planted()
+    vs = _vector_set(corpus, data)
+    vs.save(tmp_path)
+    arrays = {k: np.ascontiguousarray(getattr(vs, a), np.float32) for k, a in (
+        ("directions", "directions"), ("raw_norm", "raw_norm"), ("resid_norm", "resid_norm"),
+        ("mean", "mean"), ("std", "std"), ("readers", "all_readers"),
+        ("offsets", "all_offsets"))}
+    arrays["raw_norm"] = arrays["raw_norm"][:, :1].copy()  # one layer short
+    save_file(arrays, str(tmp_path / "vectors.safetensors"))
+    with pytest.raises(VectorFileError, match=r"^vectors in .* are inconsistent: raw_norm "
+                                              r"must be \[concepts, layers\]"):
+        SteeringVectorSet.load(tmp_path)
+
+
+def test_select_of_concepts_alone_keeps_every_layer() -> None:
+    corpus, data = planted()
+    vs = _vector_set(corpus, data)
+    sub = vs.select(concepts=["sad"])
+    assert sub.layers == vs.layers
+    np.testing.assert_array_equal(sub.directions, vs.directions[[vs.concepts.index("sad")]])
+    only_layer = vs.select(layers=[3])
+    assert only_layer.concepts == vs.concepts
+
+
+def test_readout_bundle_defaults_to_the_middle_layer_and_gguf_takes_a_name(
+        tmp_path: Path) -> None:
+    corpus, data = planted()
+    vs = _vector_set(corpus, data)
+    stats = {"neutral_mean": {x: np.zeros(3) for x in vs.layers},
+             "neutral_std": {x: np.ones(3) for x in vs.layers}, "n_neutral_tokens": 10}
+    assert list(vs.readout_bundle(**stats).recommended_layers) == [vs.layers[1]]
+    assert list(vs.readout_bundle(**stats, recommended_layers=[0]).recommended_layers) == [0]
+    path = vs.export_gguf(tmp_path / "v.gguf", "sad", layers=[3])
+    assert SteeringVectorSet.from_gguf(path).concepts == ("sad",)
+    assert SteeringVectorSet.from_gguf(path, concept="blue").concepts == ("blue",)
+
+
+def test_save_pretrained_round_trips(tmp_path: Path) -> None:
+    corpus, data = planted()
+    vs = _vector_set(corpus, data)
+    vs.save_pretrained(tmp_path / "hub")
+    back = SteeringVectorSet.from_pretrained(tmp_path / "hub")
+    for name in ARRAYS:
+        np.testing.assert_allclose(getattr(back, name), getattr(vs, name), err_msg=name)
