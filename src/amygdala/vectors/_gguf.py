@@ -148,10 +148,11 @@ def export_gguf(vectors: SteeringVectorSet, path: Path | str, concept: str, *,
         writer.add_string("amygdala.method", vectors.method)
         writer.add_string("amygdala.model_fingerprint",
                           str(vectors.provenance.get("model_fingerprint", "")))
-        for layer, norm in zip(chosen, norms, strict=True):
-            direction = vectors.directions[ci, vectors.layer_index(layer)]
-            writer.add_tensor(f"direction.{layer}",
-                              (strength * norm * direction).astype(np.float32))
+        for layer in chosen:
+            # Exactly what `amygdala steer` adds at this layer (unit direction x norm x
+            # strength), so the file and the torch backend steer alike.
+            vector = vectors.vector(concept, layer).steering(float(strength))
+            writer.add_tensor(f"direction.{layer}", np.asarray(vector, np.float32))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
