@@ -3,6 +3,9 @@
 A backend subclass says only how to reach a `Site` (`_attach`) and how to run a
 forward pass (`_forward`); capture, pooling, edits, ablations, tracing and
 generation are written once here, so both backends mean the same thing by them.
+So are the two pieces of hook plumbing both need: `remover` (one callable that
+removes several hook handles) and `resid_mid_shift` (how ``resid_mid`` is read and
+written).
 
 Every hook callback receives the site's activation as ``[batch, seq, width]``
 and returns a replacement or ``None``.
@@ -10,6 +13,7 @@ and returns a replacement or ``None``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
@@ -19,15 +23,64 @@ from jaxtyping import Float
 
 from amygdala._types import ModelDims, Pooling, Site
 from amygdala.backends._loading import LoadedModel
-from amygdala.backends._protocol import Ablation, CapturedBatch, Edit, Generation, Trace
-from amygdala.errors import DimensionMismatchError, UnknownSiteError
+from amygdala.backends._protocol import (
+    Ablation,
+    CapturedBatch,
+    Edit,
+    Generation,
+    TokenBatch,
+    TokenInputs,
+    Trace,
+)
+from amygdala.errors import BackendError, DimensionMismatchError, UnknownSiteError
 
-__all__ = ["HookFn", "HookedBackend", "Observer", "Remover", "median_token_norm", "pool"]
+__all__ = ["HookFn", "HookedBackend", "Observer", "Remover", "median_token_norm", "pool",
+           "remover", "resid_mid_shift"]
 
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
 Remover = Callable[[], None]
 # Called once per forward call with its input ids and the activations at the observed sites.
 Observer = Callable[[torch.Tensor | None, dict[Site, torch.Tensor]], None]
+
+
+class _StopForwardError(Exception):
+    """Raised by the hook at `HookedBackend.forward`'s ``stop_at`` site: later layers are
+    not needed."""
+
+
+def remover(*handles: Any) -> Remover:
+    """One callable that removes every torch hook handle given (``handle.remove()``)."""
+
+    def remove() -> None:
+        for handle in handles:
+            handle.remove()
+
+    return remove
+
+
+def resid_mid_shift(
+    fn: HookFn,
+) -> tuple[Callable[[torch.Tensor], None], Callable[[torch.Tensor], torch.Tensor | None]]:
+    """Read and write ``resid_mid`` through the block input and the attention output.
+
+    ``resid_mid = resid_pre + attn_out``, where ``attn_out`` is what the block adds after
+    attention. Writing the post-attention norm's input would not move the residual
+    stream, so the write shifts ``attn_out`` instead. Returns ``(remember, shift)``: call
+    ``remember(resid_pre)`` when the block input is known, then ``shift(attn_out)`` from
+    the hook on the attention output; ``shift`` hands ``fn`` the sum and returns
+    ``attn_out + (fn(mid) - mid)`` (or ``None`` when ``fn`` changes nothing).
+    """
+    seen: dict[str, torch.Tensor] = {}
+
+    def remember(resid_pre: torch.Tensor) -> None:
+        seen["pre"] = resid_pre
+
+    def shift(attn_out: torch.Tensor) -> torch.Tensor | None:
+        mid = seen.pop("pre") + attn_out
+        new = fn(mid)
+        return None if new is None else attn_out + (new - mid)
+
+    return remember, shift
 
 
 def pool(
@@ -101,6 +154,16 @@ class HookedBackend:
 
     # ----- properties ----------------------------------------------------------------
     @property
+    def model_id(self) -> str:
+        """The name the model was loaded by (an alias, a hub id or a path)."""
+        return self.loaded.model_id
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the model's config, weights and (when not float32) dtype."""
+        return self.loaded.fingerprint
+
+    @property
     def dims(self) -> ModelDims:
         """The model's sizes."""
         return self._dims
@@ -137,30 +200,73 @@ class HookedBackend:
         self._dims.check(site)
 
     # ----- batching --------------------------------------------------------------------
-    def iter_batches(
-        self, texts: Sequence[str], batch_size: int
-    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-        """Yield (indices, input_ids, attention_mask), batches sorted by token length.
+    def iter_batches(self, texts: Sequence[str], batch_size: int) -> Iterator[TokenBatch]:
+        """Yield `TokenBatch`es (indices, ids, mask), sorted by token length (stable).
 
         Padding is on the right, so under causal attention real tokens never see
-        padding and pooled activations do not depend on the batch.
+        padding and pooled activations do not depend on the batch. A text given
+        several times is tokenised once.
         """
         tok = self.tokenizer
-        encoded = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
-        for ids, text in zip(encoded, texts, strict=True):
-            if not ids:
-                raise ValueError(f"text {text[:40]!r} tokenises to nothing; remove empty texts")
+        cache: dict[str, list[int]] = {}
+        for text in texts:
+            if text not in cache:
+                cache[text] = list(tok(text, add_special_tokens=True)["input_ids"])
+                if not cache[text]:
+                    raise ValueError(
+                        f"text {text[:40]!r} tokenises to nothing; remove empty texts")
+        encoded = [cache[t] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         for begin in range(0, len(order), batch_size):
             idx = order[begin:begin + batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[row, : len(encoded[i])] = 1
-            yield idx, input_ids, mask
+            ids, mask = self._pad([encoded[i] for i in idx])
+            yield TokenBatch(indices=idx, ids=ids, mask=mask)
+
+    def _pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token-id lists into ``(ids, mask)``, both ``[rows, longest]`` long."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad if pad is not None else 0, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, values in enumerate(rows):
+            ids[row, : len(values)] = torch.tensor(list(values), dtype=torch.long)
+            mask[row, : len(values)] = 1
+        return ids, mask
+
+    # ----- forward passes --------------------------------------------------------------
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, *, stop_at: Site | None = None
+    ) -> torch.Tensor:
+        """Run the model on ``[batch, seq]`` token ids (``mask`` 1 on real tokens).
+
+        Args:
+            ids: token ids, right-padded (see `iter_batches`); any device.
+            mask: the attention mask, same shape.
+            stop_at: a site to stop at: the pass ends as soon as it has been computed
+                (later layers never run) and its activation is returned.
+
+        Returns:
+            Logits ``[batch, seq, vocab]`` without ``stop_at``, else the site's activation
+            ``[batch, seq, width]``; detached, on the model's device, in its dtype.
+
+        Raises:
+            UnknownSiteError: ``stop_at`` is outside the model.
+        """
+        if stop_at is None:
+            return self._forward(ids, mask)
+        seen: list[torch.Tensor] = []
+
+        def stop(acts: torch.Tensor) -> None:
+            seen.append(acts.detach())
+            raise _StopForwardError
+
+        with self._hooks([(stop_at, stop)]), contextlib.suppress(_StopForwardError):
+            self._forward(ids, mask)
+        if not seen:
+            raise BackendError(
+                f"the forward pass never reached {stop_at}: the hook there was not called; "
+                "is the backend's site map right for this model?")
+        return seen[0]
 
     # ----- capture ---------------------------------------------------------------------
     def capture(
@@ -197,7 +303,7 @@ class HookedBackend:
             self._check_site(site)
         for idx, input_ids, mask in self.iter_batches(texts, batch_size):
             with self.tracing(sites) as trace:
-                self._forward(input_ids, mask)
+                self.forward(input_ids, mask)
             pooled, norms = {}, {}
             for site in sites:
                 acts = trace.stacked(site)
@@ -216,7 +322,7 @@ class HookedBackend:
         result: list[dict[Site, torch.Tensor]] = [{} for _ in texts]
         for idx, input_ids, mask in self.iter_batches(texts, batch_size):
             with self.tracing(sites) as trace:
-                self._forward(input_ids, mask)
+                self.forward(input_ids, mask)
             lengths = mask.sum(dim=1).tolist()
             for site in sites:
                 acts = trace.stacked(site).float().cpu()
@@ -224,14 +330,51 @@ class HookedBackend:
                     result[i][site] = acts[row, : lengths[row]].clone()
         return result
 
-    def logits(self, texts: Sequence[str]) -> Float[torch.Tensor, "batch seq vocab"]:
-        """Run the model on ``texts`` (right-padded, in the given order) and return logits."""
-        batches = list(self.iter_batches(texts, max(1, len(texts))))
-        idx, input_ids, mask = batches[0]
-        logits = self._forward(input_ids, mask).float().cpu()  # the model may be on a GPU
-        restore = torch.empty(len(idx), dtype=torch.long)
-        restore[torch.tensor(idx)] = torch.arange(len(idx))
-        return logits[restore] * mask[restore].unsqueeze(-1)
+    def logits(
+        self, inputs: TokenInputs, mask: torch.Tensor | None = None
+    ) -> Float[torch.Tensor, "batch seq vocab"]:
+        """Run the model once on all ``inputs`` and return the logits.
+
+        Args:
+            inputs: texts (tokenised with special tokens), token-id lists (used as
+                they are, e.g. a `Generation`'s ``token_ids``), or a ``[batch, seq]``
+                id tensor.
+            mask: with an id tensor only: 1 on real tokens (default: all real).
+
+        Returns:
+            ``[batch, seq, vocab]`` float32 on the CPU, rows in the given order, right-
+            padded, zero at padded positions.
+
+        Raises:
+            ValueError: no inputs, or ``mask`` given with texts or id lists.
+        """
+        ids, mask = self._as_ids(inputs, mask)
+        logits = self.forward(ids, mask).float().cpu()  # the model may be on a GPU
+        return logits * mask.cpu().unsqueeze(-1)
+
+    def _as_ids(
+        self, inputs: TokenInputs, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(inputs, torch.Tensor):
+            if inputs.ndim != 2:
+                raise DimensionMismatchError(
+                    f"token ids must be [batch, seq], got shape {tuple(inputs.shape)}")
+            return inputs, torch.ones_like(inputs) if mask is None else mask
+        if mask is not None:
+            raise ValueError("mask= goes with a tensor of token ids; texts and id lists are "
+                             "padded here. Drop mask= or pass the ids as a tensor")
+        if len(inputs) == 0:
+            raise ValueError("logits needs at least one text or token-id list, got none")
+        if all(isinstance(x, str) for x in inputs):
+            texts = [str(x) for x in inputs]
+            batch = next(self.iter_batches(texts, len(texts)))
+            restore = torch.empty(len(texts), dtype=torch.long)
+            restore[torch.tensor(batch.indices)] = torch.arange(len(texts))
+            return batch.ids[restore], batch.mask[restore]
+        rows = [[int(t) for t in x] for x in inputs]
+        if not all(rows):
+            raise ValueError("an empty token-id list: every row needs at least one token")
+        return self._pad(rows)
 
     # ----- hooks as context managers ---------------------------------------------------
     @contextmanager
@@ -242,10 +385,8 @@ class HookedBackend:
         # still removes what was registered (ExitStack unwinds on any exit).
         with ExitStack() as stack:
             if track_positions:
-                handle = self._hf_model().register_forward_pre_hook(
-                    self._track_offset, with_kwargs=True
-                )
-                stack.callback(handle.remove)
+                stack.callback(remover(self._hf_model().register_forward_pre_hook(
+                    self._track_offset, with_kwargs=True)))
                 self._offset, self._positions = 0, None
             for site, fn in pairs:
                 self._check_site(site)
@@ -297,9 +438,8 @@ class HookedBackend:
         @contextmanager
         def run() -> Iterator[None]:
             with ExitStack() as stack:
-                handle = self._hf_model().register_forward_pre_hook(remember_ids,
-                                                                    with_kwargs=True)
-                stack.callback(handle.remove)
+                stack.callback(remover(self._hf_model().register_forward_pre_hook(
+                    remember_ids, with_kwargs=True)))
                 stack.enter_context(self._hooks([(s, recorder(s)) for s in wanted]))
                 yield
 

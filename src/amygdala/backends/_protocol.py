@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import attrs
 import torch
@@ -21,11 +21,15 @@ __all__ = [
     "Component",
     "Edit",
     "Generation",
+    "TokenBatch",
+    "TokenInputs",
     "Trace",
 ]
 
 Component = Literal["neurons", "heads"]
 AblationMode = Literal["zero", "mean", "scale"]
+# What `Backend.logits` runs on: texts, token-id lists, or a ``[batch, seq]`` id tensor.
+TokenInputs = Sequence[str] | Sequence[Sequence[int]] | torch.Tensor
 
 
 def _as_float_vector(value: object) -> torch.Tensor:
@@ -119,6 +123,20 @@ class Trace:
         return torch.cat(self.steps[site], dim=1)
 
 
+class TokenBatch(NamedTuple):
+    """One batch of `Backend.iter_batches`: right-padded token ids of some texts.
+
+    Attributes:
+        indices: positions of its texts in the list given to ``iter_batches``.
+        ids: ``[batch, seq]`` token ids (long), padding on the right.
+        mask: ``[batch, seq]``, 1 on real tokens, 0 on padding.
+    """
+
+    indices: list[int]
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+
 @attrs.frozen(kw_only=True)
 class CapturedBatch:
     """One forward pass of `HookedBackend.capture_batches`.
@@ -135,19 +153,67 @@ class CapturedBatch:
 
 
 class Backend(Protocol):
-    """What amygdala needs from a model: capture, edits, ablations, weights, generation.
+    """What amygdala needs from a model: identity, forward passes, capture, edits, ablations,
+    weights, generation.
 
     Every context manager removes its hooks on exit, exceptions included.
+    `amygdala.testing.check_backend` checks an implementation against this contract.
     """
 
     name: str
 
+    # ----- identity --------------------------------------------------------------------
     @property
-    def dims(self) -> ModelDims: ...
+    def model_id(self) -> str:
+        """The name the model was loaded by (an alias, a hub id or a path)."""
+        ...
 
     @property
-    def tokenizer(self) -> object: ...
+    def fingerprint(self) -> str:
+        """A digest of the model's config, weights and (when not float32) dtype.
 
+        Activations and vectors from models with different fingerprints never mix.
+        """
+        ...
+
+    @property
+    def dims(self) -> ModelDims:
+        """The model's sizes."""
+        ...
+
+    @property
+    def tokenizer(self) -> object:
+        """The model's tokenizer (Hugging Face interface)."""
+        ...
+
+    # ----- forward passes --------------------------------------------------------------
+    def iter_batches(self, texts: Sequence[str], batch_size: int) -> Iterator[TokenBatch]:
+        """Tokenise ``texts`` and yield right-padded batches sorted by token length."""
+        ...
+
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, *, stop_at: Site | None = None
+    ) -> torch.Tensor:
+        """Run the model on ``[batch, seq]`` token ids (``mask`` 1 on real tokens).
+
+        Without ``stop_at`` return the logits ``[batch, seq, vocab]``; with it, stop as
+        soon as that site has been computed (later layers never run) and return its
+        activation ``[batch, seq, width]``. Edits and ablations active around the call
+        apply. The result is detached, on the model's device, in the model's dtype.
+        """
+        ...
+
+    def logits(
+        self, inputs: TokenInputs, mask: torch.Tensor | None = None
+    ) -> Float[torch.Tensor, "batch seq vocab"]:
+        """Logits of texts, of token-id lists, or of a ``[batch, seq]`` id tensor.
+
+        Rows keep the given order; padded positions are zero; float32 on the CPU.
+        ``mask`` goes with an id tensor only (default: every position is real).
+        """
+        ...
+
+    # ----- capture -----------------------------------------------------------------------
     def capture(
         self, texts: Sequence[str], sites: Sequence[Site], pooling: Pooling,
         *, batch_size: int = 16,
@@ -162,8 +228,7 @@ class Backend(Protocol):
         self, texts: Sequence[str], sites: Sequence[Site], *, batch_size: int = 16
     ) -> list[dict[Site, Float[torch.Tensor, "seq width"]]]: ...
 
-    def logits(self, texts: Sequence[str]) -> Float[torch.Tensor, "batch seq vocab"]: ...
-
+    # ----- hooks as context managers ---------------------------------------------------
     def editing(self, edits: Sequence[Edit]) -> AbstractContextManager[None]: ...
 
     def ablating(self, ablations: Sequence[Ablation]) -> AbstractContextManager[None]: ...
@@ -175,6 +240,7 @@ class Backend(Protocol):
         fn: Callable[[torch.Tensor | None, dict[Site, torch.Tensor]], None],
     ) -> AbstractContextManager[None]: ...
 
+    # ----- weights and generation ------------------------------------------------------
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]: ...
 
     def head_out_weights(self, layer: int) -> Float[torch.Tensor, "heads d_head d_model"]: ...
@@ -185,7 +251,3 @@ class Backend(Protocol):
         self, prompt: str, *, max_new_tokens: int = 40, do_sample: bool = False,
         temperature: float = 1.0, seed: int = 0, chat: bool = False, use_cache: bool = True,
     ) -> Generation: ...
-
-    def iter_batches(
-        self, texts: Sequence[str], batch_size: int
-    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]: ...

@@ -4,8 +4,8 @@ Supported architectures are listed in `ARCHITECTURES` (see
 `amygdala.backends._architectures`); each maps the generic sites onto module
 paths, and a user can pass a map for any other model. ``resid_mid`` is the block
 input plus what the block adds after attention; it is written by shifting that
-output, which moves the residual stream itself (writing the post-attention norm
-input would not).
+output (`amygdala.backends._hooked.resid_mid_shift`), which moves the residual
+stream itself (writing the post-attention norm input would not).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from jaxtyping import Float
 
 from amygdala._types import Site
 from amygdala.backends._architectures import ARCHITECTURES, ArchitectureMap, architecture_for
-from amygdala.backends._hooked import HookedBackend, HookFn, Remover
+from amygdala.backends._hooked import HookedBackend, HookFn, Remover, remover, resid_mid_shift
 from amygdala.backends._loading import LoadedModel
 
 __all__ = ["ARCHITECTURES", "ArchitectureMap", "TorchHooksBackend"]
@@ -71,12 +71,12 @@ class TorchHooksBackend(HookedBackend):
                     return None if new is None else ((new, *args[1:]), kwargs)
                 new = fn(kwargs["hidden_states"])
                 return None if new is None else (args, {**kwargs, "hidden_states": new})
-            return layer.register_forward_pre_hook(pre, with_kwargs=True).remove  # type: ignore[no-any-return]
+            return remover(layer.register_forward_pre_hook(pre, with_kwargs=True))
         if site.point == "resid_post":
             def post(_m: Any, _args: Any, output: Any) -> Any:
                 new = fn(_first(output))
                 return None if new is None else _replace_first(output, new)
-            return layer.register_forward_hook(post).remove  # type: ignore[no-any-return]
+            return remover(layer.register_forward_hook(post))
         if site.point == "resid_mid":
             return self._attach_mid(layer, fn)
         target = self.arch.mlp_out if site.point == "mlp_neurons" else self.arch.heads
@@ -84,32 +84,24 @@ class TorchHooksBackend(HookedBackend):
         def inputs(_m: Any, args: tuple[Any, ...]) -> Any:
             new = fn(args[0])
             return None if new is None else (new, *args[1:])
-        return layer.get_submodule(target).register_forward_pre_hook(inputs).remove  # type: ignore[no-any-return]
+        return remover(layer.get_submodule(target).register_forward_pre_hook(inputs))
 
     def _attach_mid(self, layer: torch.nn.Module, fn: HookFn) -> Remover:
-        # resid_mid = block input + what the block adds after attention (the
-        # attention output, or its norm in Gemma 2/3 and OLMo 2). Remember the block
-        # input, then hand fn the sum and shift that output by fn's change.
-        seen: dict[str, torch.Tensor] = {}
+        # What the block adds after attention is the attention output, or its norm
+        # in Gemma 2/3 and OLMo 2 (`attn_residual`); the block input is resid_pre.
+        remember, shift = resid_mid_shift(fn)
 
-        def remember(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            seen["input"] = args[0] if args else kwargs["hidden_states"]
+        def block_input(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            remember(args[0] if args else kwargs["hidden_states"])
 
-        def shift(_m: Any, _args: Any, output: Any) -> Any:
-            attn_out = _first(output)
-            mid = seen.pop("input") + attn_out
-            new = fn(mid)
-            return None if new is None else _replace_first(output, attn_out + (new - mid))
+        def attn_output(_m: Any, _args: Any, output: Any) -> Any:
+            new = shift(_first(output))
+            return None if new is None else _replace_first(output, new)
 
-        handles = [
-            layer.register_forward_pre_hook(remember, with_kwargs=True),
-            layer.get_submodule(self.arch.attn_residual).register_forward_hook(shift),
-        ]
-
-        def remove() -> None:
-            for handle in handles:
-                handle.remove()
-        return remove
+        return remover(
+            layer.register_forward_pre_hook(block_input, with_kwargs=True),
+            layer.get_submodule(self.arch.attn_residual).register_forward_hook(attn_output),
+        )
 
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """Return what each MLP neuron writes to the residual stream (W_down columns)."""

@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 
 from amygdala._types import Site
-from amygdala.backends._hooked import HookedBackend, HookFn, Remover
+from amygdala.backends._hooked import HookedBackend, HookFn, Remover, remover, resid_mid_shift
 from amygdala.backends._loading import LoadedModel
 from amygdala.backends._protocol import Generation
 from amygdala.errors import BackendError, MissingDependencyError
@@ -106,35 +106,29 @@ class TransformerLensBackend(HookedBackend):
                 flat = output.reshape(*output.shape[:2], -1)
                 new = fn(flat)
                 return None if new is None else new.reshape(output.shape)
-            return point.register_forward_hook(heads).remove  # type: ignore[no-any-return]
+            return remover(point.register_forward_hook(heads))
 
         def plain(_m: Any, _args: Any, output: torch.Tensor) -> Any:
             return fn(output)
-        return point.register_forward_hook(plain).remove  # type: ignore[no-any-return]
+        return remover(point.register_forward_hook(plain))
 
     def _attach_mid(self, layer: int, fn: HookFn) -> Remover:
         # The bridge's hook_resid_mid feeds the post-attention norm, so writing it
         # would not move the residual stream. As in the torch backend, write
         # resid_mid by shifting the attention output (resid_mid = resid_pre + attn_out).
-        seen: dict[str, torch.Tensor] = {}
+        remember, shift = resid_mid_shift(fn)
 
-        def remember(_m: Any, _args: Any, output: torch.Tensor) -> None:
-            seen["pre"] = output
+        def block_input(_m: Any, _args: Any, output: torch.Tensor) -> None:
+            remember(output)
 
-        def shift(_m: Any, _args: Any, attn_out: torch.Tensor) -> Any:
-            mid = seen.pop("pre") + attn_out
-            new = fn(mid)
-            return None if new is None else attn_out + (new - mid)
+        def attn_output(_m: Any, _args: Any, attn_out: torch.Tensor) -> Any:
+            return shift(attn_out)
 
-        handles = [
-            self.bridge.hook_dict[f"blocks.{layer}.hook_resid_pre"].register_forward_hook(remember),
-            self.bridge.hook_dict[f"blocks.{layer}.hook_attn_out"].register_forward_hook(shift),
-        ]
-
-        def remove() -> None:
-            for handle in handles:
-                handle.remove()
-        return remove
+        hooks = self.bridge.hook_dict
+        return remover(
+            hooks[f"blocks.{layer}.hook_resid_pre"].register_forward_hook(block_input),
+            hooks[f"blocks.{layer}.hook_attn_out"].register_forward_hook(attn_output),
+        )
 
     def mlp_out_weights(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         """Return what each MLP neuron writes to the residual stream (``W_out[layer]``)."""

@@ -18,7 +18,6 @@ enhances it against random controls.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -31,11 +30,10 @@ import numpy as np
 import torch
 
 from amygdala._types import Pooling, Site
-from amygdala.backends._hooked import HookedBackend, pool
+from amygdala.backends._hooked import pool
 from amygdala.backends._registry import Ablation, Backend
 from amygdala.corpus._model import Corpus
 from amygdala.errors import (
-    BackendError,
     CircuitFileError,
     UnknownConceptError,
     UnknownSiteError,
@@ -65,10 +63,6 @@ HeadMethod = Literal["ablation", "direct"]
 HEAD_METHODS: tuple[HeadMethod, ...] = get_args(HeadMethod)
 _POOLING = Pooling()
 RankBy = Literal["zero", "mean"]
-
-
-class _StopForwardError(Exception):
-    """Raised by a hook at the read site: later layers are not needed."""
 
 
 @attrs.frozen(kw_only=True)
@@ -285,50 +279,29 @@ def readout(
 ) -> np.ndarray:
     """Pooled ``resid_post`` at ``layer`` for each job (text index, config index).
 
-    Jobs are packed into batches of ``batch_size`` rows whatever their config:
-    each config's ablations are restricted (`Ablation.rows`) to the rows that use
-    it, so one forward pass can try many ablations. Passes stop at ``layer``.
+    Jobs are packed into batches of ``batch_size`` rows whatever their config
+    (the backend's `Backend.iter_batches`, length-sorted): each config's ablations
+    are restricted (`Ablation.rows`) to the rows that use it, so one forward pass
+    can try many ablations. Passes stop at ``layer`` (`Backend.forward`'s ``stop_at``).
 
     Returns:
         ``[len(jobs), d_model]`` float64.
 
     Raises:
-        BackendError: the backend is not hook-based (both built-in ones are).
+        UnknownSiteError: ``layer`` is outside the model.
     """
-    if not isinstance(backend, HookedBackend):
-        raise BackendError(
-            f"circuits need a hook-based backend (torch or transformer_lens), got "
-            f"{type(backend).__name__}")
     site = Site(layer=layer)
     backend.dims.check(site)
-    tok: Any = backend.tokenizer
-    encoded = {i: tok(texts[i], add_special_tokens=True)["input_ids"] for i, _ in jobs}
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(jobs)), key=lambda j: len(encoded[jobs[j][0]]))
     out = np.empty((len(jobs), backend.dims.d_model))
-    for begin in range(0, len(order), batch_size):
-        chunk = order[begin:begin + batch_size]
-        width = max(len(encoded[jobs[j][0]]) for j in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    job_texts = [texts[t] for t, _ in jobs]
+    for chunk, input_ids, mask in backend.iter_batches(job_texts, batch_size):
         rows: dict[int, list[int]] = {}
         for row, j in enumerate(chunk):
-            ids = encoded[jobs[j][0]]
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
             rows.setdefault(jobs[j][1], []).append(row)
         ablations = [attrs.evolve(a, rows=tuple(r)) for c, r in rows.items() for a in configs[c]]
-        seen: list[torch.Tensor] = []
-
-        def stop(acts: torch.Tensor, seen: list[torch.Tensor] = seen) -> None:
-            seen.append(acts.detach())
-            raise _StopForwardError
-
-        with backend.ablating(ablations), backend._hooks([(site, stop)]), \
-                contextlib.suppress(_StopForwardError):
-            backend._forward(input_ids, mask)
-        pooled = pool(seen[0].float().cpu(), mask, pooling).double().numpy()
-        out[chunk] = pooled
+        with backend.ablating(ablations):
+            acts = backend.forward(input_ids, mask, stop_at=site)
+        out[chunk] = pool(acts.float().cpu(), mask, pooling).double().numpy()
     return out
 
 
@@ -587,13 +560,11 @@ def circuit_from_pairs(
         "neuron_score": "paired pooled activation x (W_down . reader)",
         "seconds": round(time.perf_counter() - start, 2),
     }
-    loaded = getattr(backend, "loaded", None)
     return Circuit(
         concept=concept, layer=layer, neurons=tuple(neurons), heads=tuple(heads),
         size_neurons=min(size_neurons, len(neurons)), size_heads=min(size_heads, len(heads)),
         clean_projection=clean_projection,
-        model_id=str(getattr(loaded, "model_id", "")),
-        fingerprint=str(getattr(loaded, "fingerprint", "")), params=params,
+        model_id=backend.model_id, fingerprint=backend.fingerprint, params=params,
     )
 
 

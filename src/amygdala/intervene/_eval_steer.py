@@ -365,22 +365,23 @@ class _Scored:
 
 def _score(backend: Backend, vectors: SteeringVectorSet, stats: ReadoutStats, layer: int,
            generation: Generation) -> _Scored:
-    """Score one continuation with the unsteered model (one forward pass)."""
-    tok: Any = backend.tokenizer
-    full = tok.decode(list(generation.token_ids), skip_special_tokens=False)
-    new_ids = list(generation.token_ids[generation.prompt_len:])
+    """Score one continuation with the unsteered model (one forward pass).
+
+    The pass runs on the generated token ids themselves (prompt and continuation), so
+    exactly the continuation's tokens are scored.
+    """
+    ids = list(generation.token_ids)
+    new_ids = ids[generation.prompt_len:]
     site = Site(layer=layer)
     with backend.tracing([site]) as trace:
-        logits = backend.logits([full])[0]
+        logits = backend.logits([ids])[0]
     acts = trace.stacked(site)[0]
     n = len(logits)
-    # The re-tokenised text ends with the continuation's tokens (approximately, at
-    # the boundary); score its last len(new_ids) positions.
     k = min(len(new_ids), n - 1)
     perplexity = float("nan")
     readout = np.zeros(len(vectors.concepts), np.float32)
     if k > 0:
-        targets = torch.tensor(tok(full, add_special_tokens=True)["input_ids"][n - k:])
+        targets = torch.tensor(ids[n - k:])
         logp = torch.log_softmax(logits[n - k - 1:n - 1].float(), dim=-1)
         nll = -logp[torch.arange(k), targets].mean()
         perplexity = float(torch.exp(nll))

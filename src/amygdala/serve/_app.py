@@ -60,10 +60,7 @@ class Engine:
     @property
     def model_ids(self) -> tuple[str, ...]:
         """Names a request may give as ``model``."""
-        loaded = getattr(self.monitor.backend, "loaded", None)
-        ids = [self.config.model_name]
-        if loaded is not None:
-            ids.append(str(loaded.model_id))
+        ids = [self.config.model_name, self.monitor.backend.model_id]
         return tuple(dict.fromkeys(ids))
 
     def admit(self) -> None:
