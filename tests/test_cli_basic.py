@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
-from amygdala.backends._registry import available_backends
+from amygdala.backends._registry import BACKENDS, available_backends
 from amygdala.cli import build_parser, main
 from tests.conftest import has_smollm
 
@@ -41,25 +43,42 @@ def test_backends_lists_every_backend_with_its_status(
 ) -> None:
     assert main(["backends"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    registered = available_backends()
-    assert len(lines) == len(registered)
-    for line, (name, description) in zip(lines, registered.items(), strict=True):
+    # Two lines per backend: name, status and description; then its install hint.
+    assert len(lines) == 2 * len(BACKENDS)
+    for (line, hint), (name, spec) in zip(zip(lines[::2], lines[1::2], strict=True),
+                                          BACKENDS.items(), strict=True):
         assert line.startswith(name)
         assert "[ok]" in line
-        assert line.endswith(description)
+        assert line.endswith(available_backends()[name])
+        assert hint.split() == ["install:", *spec.install_hint.split()]
 
 
 def test_backends_reports_a_library_that_does_not_import(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from amygdala.cli import backends
-
-    monkeypatch.setitem(backends._LIBRARIES, "transformer_lens", "no_such_module_amygdala")
+    broken = attrs.evolve(BACKENDS["transformer_lens"], requires=("no_such_module_amygdala",))
+    monkeypatch.setitem(BACKENDS, "transformer_lens", broken)
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("transformer_lens"))
     assert "cannot import no_such_module_amygdala" in line
     assert "[ok]" in next(x for x in out.splitlines() if x.startswith("torch"))
+
+
+def test_every_backend_option_takes_its_choices_from_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(BACKENDS, "mine", attrs.evolve(BACKENDS["torch"], name="mine"))
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found = []
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if "--backend" in action.option_strings:
+                found.append(name)
+                assert sorted(action.choices or ()) == sorted(BACKENDS), name
+    # train, evaluate, info, circuits, import-gguf... at least these have one.
+    assert {"info", "circuits"} <= set(found)
 
 
 def test_info_on_a_missing_model_is_an_error_not_a_traceback(

@@ -7,8 +7,14 @@ from amygdala.backends._architectures import (
 )
 from amygdala.backends._attach import attach
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, load_model, model_dims
-from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, Trace
-from amygdala.backends._registry import BACKENDS, available_backends, get_backend
+from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, TokenBatch, Trace
+from amygdala.backends._registry import (
+    BACKENDS,
+    BackendSpec,
+    available_backends,
+    get_backend,
+    register_backend,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -17,9 +23,11 @@ __all__ = [
     "Ablation",
     "ArchitectureMap",
     "Backend",
+    "BackendSpec",
     "Edit",
     "Generation",
     "LoadedModel",
+    "TokenBatch",
     "Trace",
     "attach",
     "available_backends",
@@ -27,4 +35,5 @@ __all__ = [
     "load_model",
     "model_dims",
     "register_architecture",
+    "register_backend",
 ]

@@ -36,6 +36,8 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
+    from amygdala.backends._registry import BACKENDS
+
     parser.add_argument("run_dir", type=Path, help="a run directory from `amygdala train`")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--concept", help="the concept whose circuit to find")
@@ -72,7 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="corpus root (default: the one recorded in the run)")
     add_device_options(parser)
-    parser.add_argument("--backend", default=None, choices=("torch", "transformer_lens"),
+    parser.add_argument("--backend", default=None, choices=sorted(BACKENDS),
                         help="backend (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
 

@@ -13,6 +13,7 @@ HELP = ("read a llama.cpp control vector (amygdala, repeng or llama.cpp GGUF) in
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments."""
     from amygdala.backends._loading import DEFAULT_MODEL
+    from amygdala.backends._registry import BACKENDS
 
     parser.add_argument("file", type=Path, help="the control vector (.gguf)")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
@@ -20,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="concept name (default: the file's, else its file name)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"the model it steers, recorded in run.json (default {DEFAULT_MODEL})")
-    parser.add_argument("--backend", default="torch", help="backend recorded in run.json")
+    parser.add_argument("--backend", default="torch", choices=sorted(BACKENDS),
+                        help="backend recorded in run.json (default torch)")
 
 
 def run(args: argparse.Namespace) -> int:

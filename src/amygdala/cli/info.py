@@ -21,11 +21,12 @@ SENTENCES = (
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the info options to ``parser``."""
     from amygdala.backends._loading import DEFAULT_MODEL
+    from amygdala.backends._registry import BACKENDS
 
     parser.add_argument("--model", metavar="M", default=DEFAULT_MODEL,
                         help=f"model to load: {DEFAULT_MODEL!r} (default), a Hugging Face "
                         "id in the local cache, or a local directory")
-    parser.add_argument("--backend", default="torch",
+    parser.add_argument("--backend", default="torch", choices=sorted(BACKENDS),
                         help="backend used for the capture check (default: torch; "
                         "`amygdala backends` lists them)")
     add_device_options(parser)
