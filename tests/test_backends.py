@@ -1,20 +1,29 @@
-"""Backend conformance suite: every backend must pass these, on a tiny model and on SmolLM2."""
+"""Backends: the conformance suite (`amygdala.testing`) on every tiny model, the registry,
+and checks that are specific to one architecture or to SmolLM2."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
+import attrs
 import pytest
 import torch
 
 from amygdala._types import POINTS, Pooling, Site
-from amygdala.backends._registry import Ablation, Backend, Edit, available_backends, get_backend
-from amygdala.errors import (
-    BackendError,
-    DimensionMismatchError,
-    UnknownSiteError,
-    UnsupportedArchitectureError,
+from amygdala.backends._protocol import Edit
+from amygdala.backends._registry import (
+    BACKENDS,
+    Ablation,
+    Backend,
+    BackendSpec,
+    available_backends,
+    get_backend,
+    register_backend,
 )
+from amygdala.errors import BackendError, MissingDependencyError, UnsupportedArchitectureError
+from amygdala.testing import CHECKS, PARITY_CHECKS, BackendConformance, check_backend
 from tests.conftest import BACKEND_NAMES, all_arch_params, tiny_arch, tiny_llama
 
 TEXTS = ["The kettle clicked off.", "He read the letter twice, then folded it.", "Rain."]
@@ -32,13 +41,185 @@ class BoomError(RuntimeError):
     pass
 
 
+# ----- the conformance suite ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param", all_arch_params())
+def test_conformance_suite(param: tuple[str, str]) -> None:
+    """Every check of `amygdala.testing` on each backend and tiny architecture; the
+    TransformerLens backend also against the torch backend on the same weights."""
+    name, arch = param
+    reference = None
+    if name != "torch":
+        def reference() -> Backend:
+            return get_backend("torch", tiny_arch(arch))
+    check_backend(lambda: get_backend(name, tiny_arch(arch)), reference=reference)
+
+
+class _Delegate:
+    """A backend that forwards everything to a real one; subclasses break one member."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _EditsNothing(_Delegate):
+    def editing(self, edits: Sequence[Edit]) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+class _LeavesEditHooks(_Delegate):
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.leaked: list[contextlib.AbstractContextManager[None]] = []
+
+    def editing(self, edits: Sequence[Edit]) -> contextlib.AbstractContextManager[None]:
+        block = self.inner.editing(edits)
+        block.__enter__()  # never exited (and kept alive): its hooks stay
+        self.leaked.append(block)
+        return contextlib.nullcontext()
+
+
+class _NeverStops(_Delegate):
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, *,
+                stop_at: Site | None = None) -> torch.Tensor:
+        if stop_at is None:
+            return self.inner.forward(ids, mask)
+        with self.inner.tracing([stop_at]) as trace:
+            self.inner.forward(ids, mask)  # runs every layer
+        return trace.stacked(stop_at)
+
+
+class _DropsTheStoppedSite(_Delegate):
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, *,
+                stop_at: Site | None = None) -> torch.Tensor:
+        if stop_at is None:
+            return self.inner.forward(ids, mask)
+        earlier = Site(layer=max(0, stop_at.layer - 1), point="resid_pre")
+        return self.inner.forward(ids, mask, stop_at=earlier)
+
+
+class _LogitsIgnoreIds(_Delegate):
+    def logits(self, inputs: Any, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs[:, :-1]  # drops the last token
+        return self.inner.logits(inputs, mask)
+
+
+@pytest.mark.parametrize(("broken", "failing"), [
+    (_EditsNothing, "edits_at_every_residual_point"),
+    (_LeavesEditHooks, "hooks_removed_after_exceptions"),
+    (_NeverStops, "forward_stop_at"),
+    (_DropsTheStoppedSite, "forward_stop_at"),
+    (_LogitsIgnoreIds, "logits_of_ids"),
+])
+def test_the_suite_fails_a_broken_backend(broken: type[_Delegate], failing: str) -> None:
+    def make() -> Backend:
+        return cast(Backend, broken(get_backend("torch", tiny_llama())))
+
+    with pytest.raises(AssertionError, match=rf"- {failing}: "):
+        check_backend(make, only=[failing])
+    # The same backend unbroken passes the check.
+    check_backend(lambda: get_backend("torch", tiny_llama()), only=[failing])
+
+
+def test_the_parity_checks_fail_against_another_model() -> None:
+    with pytest.raises(AssertionError, match=r"- parity_capture: capture at resid_pre\.0 "):
+        check_backend(lambda: get_backend("torch", tiny_llama(seed=0)),
+                      reference=lambda: get_backend("torch", tiny_llama(seed=1)),
+                      only=["parity_capture"])
+
+
+def test_check_backend_rejects_an_unknown_check() -> None:
+    with pytest.raises(KeyError, match="unknown checks"):
+        check_backend(lambda: get_backend("torch", tiny_llama()), only=["no_such_check"])
+
+
+class TestConformanceAsPytestClass(BackendConformance):
+    """The pytest base class runs the same checks (here once, on the tiny Llama)."""
+
+    def make_backend(self) -> Backend:
+        return get_backend("torch", tiny_llama())
+
+
+def test_the_pytest_class_has_a_test_per_check() -> None:
+    tests = {n[5:] for n in dir(BackendConformance) if n.startswith("test_")}
+    assert tests == set(CHECKS) | set(PARITY_CHECKS)
+
+
+def test_forward_stop_at_returns_the_site_and_runs_no_later_layer() -> None:
+    backend = get_backend("torch", tiny_llama())
+    tok: Any = backend.tokenizer
+    ids = torch.tensor([tok(TEXTS[1])["input_ids"]])
+    mask = torch.ones_like(ids)
+    later: list[int] = []
+    layers = backend.loaded.model.model.layers  # type: ignore[attr-defined]
+    handle = layers[2].register_forward_hook(lambda *_: later.append(1))
+    try:
+        got = backend.forward(ids, mask, stop_at=Site(layer=1, point="resid_mid"))
+        assert later == []
+        # Independent: the Hugging Face model's own hidden states. resid_pre.2 = output of
+        # block 1; resid_mid.1 = resid_pre.1 + attention output of block 1.
+        out = backend.loaded.model(input_ids=ids, output_hidden_states=True)  # type: ignore[attr-defined]
+        assert later == [1]
+    finally:
+        handle.remove()
+    attn: list[torch.Tensor] = []
+    grab = layers[1].self_attn.register_forward_hook(lambda _m, _a, o: attn.append(o[0]))
+    try:
+        backend.loaded.model(input_ids=ids)  # type: ignore[attr-defined]
+    finally:
+        grab.remove()
+    torch.testing.assert_close(got, out.hidden_states[1] + attn[0])
+
+
+# ----- the registry ---------------------------------------------------------------------
+
+
 def test_registry_lists_both_backends() -> None:
     assert set(available_backends()) == set(BACKEND_NAMES)
+    for name, spec in BACKENDS.items():
+        assert spec.name == name and spec.install_hint.startswith("pip install")
 
 
 def test_unknown_backend_names_the_valid_ones() -> None:
     with pytest.raises(BackendError, match="expected one of"):
         get_backend("jax", tiny_llama())
+
+
+def test_a_missing_requirement_raises_with_the_install_hint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = attrs.evolve(BACKENDS["torch"], name="fake", requires=("no_such_module_amygdala",),
+                        install_hint="pip install fake-backend")
+    monkeypatch.setitem(BACKENDS, "fake", spec)
+    with pytest.raises(MissingDependencyError,
+                       match=r"no_such_module_amygdala.*`pip install fake-backend`"):
+        get_backend("fake", tiny_llama())
+    assert spec.missing() is not None and BACKENDS["torch"].missing() is None
+
+
+def test_register_backend_adds_one_and_refuses_a_duplicate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("amygdala.backends._registry.BACKENDS", dict(BACKENDS))
+    from amygdala.backends import _registry
+
+    spec = attrs.evolve(BACKENDS["torch"], name="mine", description="my backend")
+    register_backend(spec)
+    assert _registry.available_backends()["mine"] == "my backend"
+    assert _registry.get_backend("mine", tiny_llama()).dims.n_layers == 3
+    with pytest.raises(BackendError, match="already registered"):
+        register_backend(spec)
+    register_backend(attrs.evolve(spec, description="new"), replace=True)
+    assert _registry.available_backends()["mine"] == "new"
+
+
+@pytest.mark.parametrize("target", ["no_colon", "module:", ":Class", "a.b:not-an-identifier"])
+def test_a_spec_needs_a_module_and_a_class(target: str) -> None:
+    with pytest.raises(BackendError, match=r"package\.module:ClassName"):
+        BackendSpec(name="x", target=target)
 
 
 def test_unsupported_architecture_lists_supported() -> None:
@@ -53,130 +234,14 @@ def test_unsupported_architecture_lists_supported() -> None:
         get_backend("torch", loaded)
 
 
-def test_capture_shapes_and_dtypes(tiny_backend: Backend) -> None:
-    dims = tiny_backend.dims
-    sites = [Site(layer=1, point=p) for p in POINTS]
-    out = tiny_backend.capture(TEXTS, sites, Pooling(), batch_size=2)
-    for site in sites:
-        assert out[site].shape == (len(TEXTS), dims.width(site.point))
-        assert out[site].dtype == torch.float32
-        assert torch.isfinite(out[site]).all()
+def test_identity_comes_from_the_loaded_model() -> None:
+    loaded = tiny_llama()
+    backend = get_backend("torch", loaded)
+    assert backend.model_id == "tiny-llama"
+    assert backend.fingerprint == loaded.fingerprint and len(backend.fingerprint) == 16
 
 
-def test_capture_does_not_depend_on_batching(tiny_backend: Backend) -> None:
-    sites = [Site(layer=2)]
-    one = tiny_backend.capture(TEXTS, sites, Pooling(kind="last"), batch_size=1)
-    many = tiny_backend.capture(TEXTS, sites, Pooling(kind="last"), batch_size=3)
-    torch.testing.assert_close(one[sites[0]], many[sites[0]], rtol=1e-5, atol=1e-5)
-
-
-def test_pooled_mean_matches_token_capture(tiny_backend: Backend) -> None:
-    site = Site(layer=0, point="resid_mid")
-    pooled = tiny_backend.capture(TEXTS, [site], Pooling(skip=2))[site]
-    tokens = tiny_backend.capture_tokens(TEXTS, [site])
-    for i, per_text in enumerate(tokens):
-        torch.testing.assert_close(pooled[i], per_text[site][2:].mean(0), rtol=1e-5, atol=1e-5)
-
-
-def test_identity_edit_leaves_logits_unchanged(tiny_backend: Backend) -> None:
-    before = tiny_backend.logits(TEXTS)
-    zero = torch.zeros(tiny_backend.dims.d_model)
-    edits = [Edit(site=Site(layer=layer, point=p), vector=zero)
-             for layer in range(tiny_backend.dims.n_layers)
-             for p in ("resid_pre", "resid_mid", "resid_post")]
-    with tiny_backend.editing(edits):
-        during = tiny_backend.logits(TEXTS)
-    torch.testing.assert_close(during, before)
-
-
-def test_edit_changes_logits_and_hooks_are_removed(tiny_backend: Backend) -> None:
-    before = tiny_backend.logits(TEXTS)
-    vector = torch.ones(tiny_backend.dims.d_model)
-    with tiny_backend.editing([Edit(site=Site(layer=1), vector=vector)]):
-        during = tiny_backend.logits(TEXTS)
-    assert not torch.allclose(during, before)
-    torch.testing.assert_close(tiny_backend.logits(TEXTS), before)
-
-
-@pytest.mark.parametrize("block", ["editing", "ablating", "tracing"])
-def test_hooks_are_removed_after_an_exception(tiny_backend: Backend, block: str) -> None:
-    before = tiny_backend.logits(TEXTS)
-    contexts = {
-        "editing": lambda: tiny_backend.editing(
-            [Edit(site=Site(layer=0), vector=torch.ones(tiny_backend.dims.d_model))]),
-        "ablating": lambda: tiny_backend.ablating(
-            [Ablation(layer=0, component="heads", indices=[0, 1])]),
-        "tracing": lambda: tiny_backend.tracing([Site(layer=0)]),
-    }
-    with pytest.raises(BoomError), contexts[block]():
-        raise BoomError("inside the block")
-    torch.testing.assert_close(tiny_backend.logits(TEXTS), before)
-
-
-def test_edit_positions_are_absolute(tiny_backend: Backend) -> None:
-    site = Site(layer=0)
-    vector = torch.ones(tiny_backend.dims.d_model)
-    with tiny_backend.editing([Edit(site=site, vector=vector, start=3)]):
-        tokens = tiny_backend.capture_tokens(TEXTS[1:2], [Site(layer=0)])[0][site]
-    plain = tiny_backend.capture_tokens(TEXTS[1:2], [site])[0][site]
-    torch.testing.assert_close(tokens[:3], plain[:3])
-    torch.testing.assert_close(tokens[3:], plain[3:] + 1.0)
-
-
-def test_neuron_ablation_changes_nothing_upstream(tiny_backend: Backend) -> None:
-    sites = [Site(layer=layer, point=p) for layer in range(3) for p in POINTS]
-    before = tiny_backend.capture(TEXTS, sites, Pooling())
-    with tiny_backend.ablating([Ablation(layer=1, component="neurons", indices=range(10))]):
-        after = tiny_backend.capture(TEXTS, sites, Pooling())
-    for site in sites:
-        upstream = site.layer < 1 or (
-            site.layer == 1 and site.point in ("resid_pre", "resid_mid", "attn_heads"))
-        if upstream:
-            torch.testing.assert_close(after[site], before[site])
-    assert not torch.allclose(after[Site(layer=1)], before[Site(layer=1)])
-    neurons = after[Site(layer=1, point="mlp_neurons")]
-    assert torch.all(neurons[:, :10] == 0)
-
-
-def test_ablation_modes(tiny_backend: Backend) -> None:
-    site = Site(layer=2, point="attn_heads")
-    base = tiny_backend.capture(TEXTS, [site], Pooling())[site]
-    d_head = tiny_backend.dims.d_head
-    means = torch.arange(base.shape[1], dtype=torch.float32)
-    with tiny_backend.ablating([Ablation(layer=2, component="heads", indices=[1], mode="scale",
-                                         factor=2.0)]):
-        scaled = tiny_backend.capture(TEXTS, [site], Pooling())[site]
-    torch.testing.assert_close(scaled[:, d_head:2 * d_head], 2 * base[:, d_head:2 * d_head])
-    torch.testing.assert_close(scaled[:, :d_head], base[:, :d_head])
-    with tiny_backend.ablating([Ablation(layer=2, component="heads", indices=[0], mode="mean",
-                                         means=means)]):
-        meaned = tiny_backend.capture(TEXTS, [site], Pooling())[site]
-    torch.testing.assert_close(meaned[:, :d_head], means[:d_head].expand(len(TEXTS), -1))
-
-
-def test_per_row_ablation_touches_only_its_rows(tiny_backend: Backend) -> None:
-    site = Site(layer=2)
-    texts = [TEXTS[1]] * 2
-    base = tiny_backend.capture(texts, [site], Pooling())[site]
-    with tiny_backend.ablating([Ablation(layer=1, component="heads", indices=[0], rows=(1,))]):
-        out = tiny_backend.capture(texts, [site], Pooling(), batch_size=2)[site]
-    torch.testing.assert_close(out[0], base[0])
-    assert not torch.allclose(out[1], base[1])
-
-
-def test_bad_sites_and_shapes_raise_typed_errors(tiny_backend: Backend) -> None:
-    with pytest.raises(UnknownSiteError, match=r"layers 0\.\.2"):
-        tiny_backend.capture(TEXTS, [Site(layer=7)], Pooling())
-    with pytest.raises(DimensionMismatchError, match="width 5"):
-        tiny_backend.editing([Edit(site=Site(layer=0), vector=torch.ones(5))])
-    with pytest.raises(UnknownSiteError, match="out of range"):
-        tiny_backend.ablating([Ablation(layer=0, component="heads", indices=[99])])
-
-
-def test_weights_have_documented_shapes(tiny_backend: Backend) -> None:
-    d = tiny_backend.dims
-    assert tiny_backend.mlp_out_weights(1).shape == (d.d_mlp, d.d_model)
-    assert tiny_backend.head_out_weights(1).shape == (d.n_heads, d.d_head, d.d_model)
+# ----- checks that hold only for some architectures -------------------------------------
 
 
 def test_neuron_write_direction_matches_weights(tiny_backend: Backend) -> None:
@@ -194,13 +259,21 @@ def test_neuron_write_direction_matches_weights(tiny_backend: Backend) -> None:
     torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_cached_and_uncached_generation_agree_under_steering(tiny_backend: Backend) -> None:
-    vector = torch.randn(tiny_backend.dims.d_model, generator=torch.Generator().manual_seed(1))
-    plain = tiny_backend.generate("abc", max_new_tokens=6)
-    with tiny_backend.editing([Edit(site=Site(layer=1), vector=vector, start=plain.prompt_len)]):
-        cached = tiny_backend.generate("abc", max_new_tokens=6, use_cache=True)
-        uncached = tiny_backend.generate("abc", max_new_tokens=6, use_cache=False)
-    assert cached.token_ids == uncached.token_ids
+def test_logits_of_generated_ids_score_exactly_those_tokens() -> None:
+    # Independent path: the Hugging Face model on the same ids.
+    backend = get_backend("torch", tiny_llama())
+    generation = backend.generate("abc", max_new_tokens=5)
+    ids = list(generation.token_ids)
+    got = backend.logits([ids, ids[:3]])
+    model = backend.loaded.model  # type: ignore[attr-defined]
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids])).logits[0]
+        short = model(input_ids=torch.tensor([ids[:3]])).logits[0]
+    torch.testing.assert_close(got[0], full)
+    torch.testing.assert_close(got[1, :3], short)
+    assert not got[1, 3:].any()
+    with pytest.raises(ValueError, match="mask= goes with a tensor"):
+        backend.logits([ids], torch.ones(1, len(ids)))
 
 
 # ----- the real default model --------------------------------------------------------
@@ -224,6 +297,9 @@ def test_smollm_conformance(smollm_factory: Callable[[str], Backend], name: str)
     with backend.editing([Edit(site=Site(layer=10, point="resid_mid"), vector=torch.zeros(576))]):
         torch.testing.assert_close(backend.logits(SMOL_TEXTS), before)
     torch.testing.assert_close(backend.logits(SMOL_TEXTS), before)
+    tok: Any = backend.tokenizer
+    ids = [tok(t)["input_ids"] for t in SMOL_TEXTS]
+    torch.testing.assert_close(backend.logits(ids), before)
 
 
 @pytest.mark.smollm
