@@ -130,8 +130,7 @@ SAMPLES: dict[str, Any] = {
 
 
 def _circuit_file(out: Path) -> Path:
-    return CIRCUIT.save(out / "joyful.json",
-                        extra={"experiments": EXPERIMENTS.to_json()})
+    return CIRCUIT.save(out, extra={"experiments": EXPERIMENTS.to_json()})
 
 
 def _quality_file(out: Path) -> Path:

@@ -208,3 +208,15 @@ def test_newer_or_broken_files_raise_the_typed_error(tmp_path: Path) -> None:
         Circuit.from_json({**circuit, "format_version": 2})
     with pytest.raises(CircuitFileError, match="malformed circuit"):
         Circuit.from_json({**circuit, "layer": "three"})
+
+
+def test_circuit_save_takes_a_directory_and_load_a_file_or_directory(tmp_path: Path) -> None:
+    circuit = codec_samples.CIRCUIT
+    path = circuit.save(tmp_path / "circuits")
+    assert path == tmp_path / "circuits" / "joyful.json"
+    assert same(Circuit.load(path), circuit)
+    assert same(Circuit.load(tmp_path / "circuits", concept="joyful"), circuit)
+    with pytest.raises(CircuitFileError, match="is a directory; pass the concept"):
+        Circuit.load(tmp_path / "circuits")
+    with pytest.raises(CircuitFileError, match="cannot read"):
+        Circuit.load(tmp_path / "circuits", concept="afraid")

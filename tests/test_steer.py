@@ -193,7 +193,7 @@ def test_circuit_ablations_read_the_run_circuit(tmp_path: Path) -> None:
     circuit = circuits.Circuit(
         concept="joyful", layer=2, neurons=(circuits.NeuronScore(layer=1, index=4, score=1.0),),
         heads=(), size_neurons=1, size_heads=0, clean_projection=1.0)
-    circuit.save(tmp_path / "circuits" / "joyful.json")
+    circuit.save(tmp_path / "circuits")
     ablations = circuit_ablations(tmp_path, "joyful", 3.0)
     assert [(a.layer, a.component, a.indices, a.mode, a.factor) for a in ablations] == [
         (1, "neurons", (4,), "scale", 3.0)]

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             held_out.append(fitted)
         seconds = time.perf_counter() - start
         extra["seconds"] = round(seconds, 1)
-        path = circuit.save(run_dir.circuit(concept), extra=extra)
+        path = circuit.save(run_dir.circuits, extra=extra)
         print(f"{concept}: {seconds:.0f}s -> {path}", file=sys.stderr)
         circuits.append(circuit)
     k_neuron = 50 if 50 in args.k else max(args.k, default=50)

@@ -18,7 +18,6 @@ enhances it against random controls.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,8 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._codec import check_version, from_data, register, to_data
+from amygdala._io import read_json, write_json
 from amygdala._types import Pooling, Site
 from amygdala.backends._hooked import pool
 from amygdala.backends._registry import Ablation, Backend
@@ -38,7 +39,8 @@ from amygdala.errors import (
     UnknownConceptError,
     UnknownSiteError,
 )
-from amygdala.store._store import ActivationStore, write_atomic
+from amygdala.store._store import ActivationStore
+from amygdala.vectors._files import circuit_file
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -72,6 +74,11 @@ class NeuronScore:
     layer: int
     index: int
     score: float
+
+
+# A neuron is one [layer, index, score] triple in circuit files.
+register(NeuronScore, encode=lambda n: [n.layer, n.index, n.score],
+         decode=lambda d: NeuronScore(layer=int(d[0]), index=int(d[1]), score=float(d[2])))
 
 
 @attrs.frozen(kw_only=True)
@@ -118,16 +125,17 @@ class Circuit:
         params: everything that chose the sets (pooling, head method, texts...).
     """
 
+    # In the order of the file's keys (the codec writes fields in order).
     concept: str
     layer: int
-    neurons: tuple[NeuronScore, ...] = attrs.field()
-    heads: tuple[HeadScore, ...] = attrs.field()
+    model_id: str = ""
+    fingerprint: str = ""
     size_neurons: int = attrs.field(validator=attrs.validators.ge(0))
     size_heads: int = attrs.field(validator=attrs.validators.ge(0))
     clean_projection: float
-    model_id: str = ""
-    fingerprint: str = ""
     params: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+    neurons: tuple[NeuronScore, ...] = attrs.field()
+    heads: tuple[HeadScore, ...] = attrs.field()
 
     def top_neurons(self, k: int | None = None) -> tuple[NeuronScore, ...]:
         """The ``k`` best neurons (default: the circuit's own size)."""
@@ -179,14 +187,7 @@ class Circuit:
     # ----- files -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (`from_json` inverts it exactly)."""
-        return {
-            "format_version": FORMAT_VERSION, "concept": self.concept, "layer": self.layer,
-            "model_id": self.model_id, "fingerprint": self.fingerprint,
-            "size_neurons": self.size_neurons, "size_heads": self.size_heads,
-            "clean_projection": self.clean_projection, "params": dict(self.params),
-            "neurons": [[n.layer, n.index, n.score] for n in self.neurons],
-            "heads": [attrs.asdict(h) for h in self.heads],
-        }
+        return {"format_version": FORMAT_VERSION, **to_data(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Circuit:
@@ -195,45 +196,42 @@ class Circuit:
         Raises:
             CircuitFileError: wrong format version or missing fields.
         """
-        if data.get("format_version") != FORMAT_VERSION:
-            raise CircuitFileError(
-                f"circuit has format_version {data.get('format_version')}, this amygdala reads "
-                f"{FORMAT_VERSION}; upgrade amygdala or rerun `amygdala circuits`")
+        check_version(data, readable=(FORMAT_VERSION,), error=CircuitFileError,
+                      what="circuit", fix="upgrade amygdala or rerun `amygdala circuits`")
         try:
-            return cls(
-                concept=data["concept"], layer=int(data["layer"]),
-                neurons=tuple(NeuronScore(layer=int(a), index=int(b), score=float(c))
-                              for a, b, c in data["neurons"]),
-                heads=tuple(HeadScore(**h) for h in data["heads"]),
-                size_neurons=int(data["size_neurons"]), size_heads=int(data["size_heads"]),
-                clean_projection=float(data["clean_projection"]),
-                model_id=data.get("model_id", ""), fingerprint=data.get("fingerprint", ""),
-                params=data.get("params", {}),
-            )
+            return from_data(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
             raise CircuitFileError(f"malformed circuit: {exc}") from exc
 
-    def save(self, path: Path | str, *, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write the circuit (plus ``extra`` top-level fields, e.g. experiments) atomically."""
-        target = Path(path)
-        record = {**self.to_json(), **(dict(extra) if extra else {})}
-        write_atomic(target, (json.dumps(record, indent=1) + "\n").encode())
-        return target
+    def save(self, directory: Path | str, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``<directory>/<concept>.json`` atomically; return its path.
+
+        Args:
+            directory: where circuit files live (a run's ``circuits/``).
+            extra: top-level fields to add (e.g. ``{"experiments": result.to_json()}``).
+        """
+        target = Path(directory) / circuit_file(self.concept)
+        return write_json(target, {**self.to_json(), **(dict(extra) if extra else {})},
+                          indent=1)
 
     @classmethod
-    def load(cls, path: Path | str) -> Circuit:
+    def load(cls, path: Path | str, concept: str | None = None) -> Circuit:
         """Read a circuit written by `save` (extra fields are ignored).
 
+        Args:
+            path: the circuit file, or with ``concept`` the directory `save` wrote to.
+            concept: read ``<path>/<concept>.json``.
+
         Raises:
-            CircuitFileError: the file is missing or malformed.
+            CircuitFileError: the file is missing or malformed, or ``path`` is a
+                directory and no ``concept`` is given.
         """
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CircuitFileError(
-                f"cannot read circuit {source}: {exc}; create it with `amygdala circuits`"
-            ) from exc
+        source = Path(path) if concept is None else Path(path) / circuit_file(concept)
+        if source.is_dir():
+            raise CircuitFileError(f"{source} is a directory; pass the concept, e.g. "
+                                   f"Circuit.load({str(source)!r}, concept=\"afraid\")")
+        data = read_json(source, error=CircuitFileError,
+                         hint="create it with `amygdala circuits`")
         return cls.from_json(data)
 
 
