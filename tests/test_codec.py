@@ -220,3 +220,14 @@ def test_circuit_save_takes_a_directory_and_load_a_file_or_directory(tmp_path: P
         Circuit.load(tmp_path / "circuits")
     with pytest.raises(CircuitFileError, match="cannot read"):
         Circuit.load(tmp_path / "circuits", concept="afraid")
+
+
+def test_steering_defaults_of_the_code_before_load(tmp_path: Path) -> None:
+    from amygdala.intervene._eval_steer import load_defaults
+
+    (tmp_path / "steering.json").write_bytes((DATA / "steering.json").read_bytes())
+    loaded = load_defaults(tmp_path)
+    assert loaded is not None
+    want = codec_samples.DEFAULTS
+    assert same(attrs.evolve(loaded, table=()), attrs.evolve(want, table=()))
+    assert loaded.table == ({"layer": 3, "alpha": 4.0, "lift": None},)  # NaN was written null

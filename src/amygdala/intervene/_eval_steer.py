@@ -38,7 +38,8 @@ import attrs
 import numpy as np
 import torch
 
-from amygdala._io import write_atomic, write_atomic_with
+from amygdala._codec import from_data, to_data
+from amygdala._io import figure, write_figure, write_json
 from amygdala._types import Site
 from amygdala.backends._registry import Ablation, Backend, Generation
 from amygdala.intervene._judge import Judge, judge_report
@@ -223,19 +224,7 @@ class SteerEvaluation:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SteerEvaluation:
         """Inverse of `to_json` (non-finite numbers come back as NaN)."""
-        def num(x: Any) -> Any:
-            return float("nan") if x is None else x
-
-        def row(d: dict[str, Any]) -> Row:
-            return Row(**{k: num(v) for k, v in d.items()})
-
-        def sample(d: dict[str, Any]) -> Sample:
-            return Sample(**{k: num(v) for k, v in d.items()})
-
-        return cls(rows=tuple(row(r) for r in data["rows"]),
-                   samples=tuple(sample(x) for x in data["samples"]),
-                   baseline=tuple(sample(x) for x in data["baseline"]),
-                   settings=dict(data["settings"]))
+        return from_data(cls, data)
 
     @property
     def concepts(self) -> list[str]:
@@ -249,19 +238,15 @@ class SteerEvaluation:
             return None if row is None else {"strength": row.strength, "success": row.success,
                                              "control": row.control}
 
-        return {
-            "settings": self.settings,
-            "rows": [attrs.asdict(r) for r in self.rows],
-            "best": {c: {m: best(c, m) for m in ("vector", "circuit")} for c in self.concepts},
-            "baseline": [attrs.asdict(s) for s in self.baseline],
-            "samples": [attrs.asdict(s) for s in self.samples],
-        }
+        data = to_data(self)
+        return {"settings": data["settings"], "rows": data["rows"],
+                "best": {c: {m: best(c, m) for m in ("vector", "circuit")} for c in self.concepts},
+                "baseline": data["baseline"], "samples": data["samples"]}
 
     def save(self, run_dir: Path | str, *, path: Path | str | None = None) -> Path:
         """Write ``RUN_DIR/eval_steer.json`` (or ``path``) atomically; return where."""
         path = Path(path) if path is not None else Path(run_dir) / RESULT_FILE
-        write_atomic(path, (json.dumps(_finite(self.to_json()), indent=1) + "\n").encode())
-        return path
+        return write_json(path, _finite(self.to_json()), indent=1)
 
     def render(self) -> str:
         """The per-concept table: best fluent strength for vectors and circuits."""
@@ -317,13 +302,11 @@ class SteerEvaluation:
 
     def plot(self, directory: Path | str) -> list[Path]:
         """Write ``success_vs_strength.png`` (one panel per mode) into ``directory``."""
-        from amygdala.intervene._readout import _pyplot
-
-        plt = _pyplot()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         modes = [m for m in ("vector", "circuit") if any(r.mode == m for r in self.rows)]
-        fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
+        fig = figure(figsize=(6 * len(modes), 4))
+        axes = fig.subplots(1, len(modes), squeeze=False)
         for ax, mode in zip(axes[0], modes, strict=True):
             for concept in self.concepts:
                 rows = sorted((r for r in self.rows if r.concept == concept and r.mode == mode),
@@ -336,12 +319,7 @@ class SteerEvaluation:
             ax.set_title(f"{mode} steering")
         axes[0][-1].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
-        try:
-            path = write_atomic_with(out / "success_vs_strength.png",
-                                     lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        finally:
-            plt.close(fig)
-        return [path]
+        return [write_figure(fig, out / "success_vs_strength.png", dpi=110, tight=False)]
 
 
 def _finite(value: Any) -> Any:
@@ -592,17 +570,14 @@ class SteeringDefaults:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``steering.json``)."""
-        out: dict[str, Any] = _finite({
-            "format_version": 1, "layers": list(self.layers), "alpha": self.alpha,
-            "lift": self.lift, "success": self.success, "control": self.control,
-            "rule": CHOICE_RULE, "table": list(self.table), "settings": self.settings})
-        return out
+        data: dict[str, Any] = to_data(self, finite=True)
+        tail = {key: data.pop(key) for key in ("table", "settings")}
+        return {"format_version": 1, **data, "rule": CHOICE_RULE, **tail}
 
     def save(self, run_dir: Path | str) -> Path:
         """Write ``RUN_DIR/steering.json`` atomically."""
         path = Path(run_dir) / STEERING_FILE
-        write_atomic(path, (json.dumps(self.to_json(), indent=1) + "\n").encode())
-        return path
+        return write_json(path, self.to_json(), indent=1)
 
 
 CHOICE_RULE: Final = ("the (layer, alpha) with the highest mean over concepts of "
@@ -654,11 +629,7 @@ def load_defaults(run_dir: Path | str) -> SteeringDefaults | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return SteeringDefaults(layers=tuple(int(x) for x in data["layers"]),
-                                alpha=float(data["alpha"]), lift=float(data["lift"]),
-                                success=float(data["success"]), control=float(data["control"]),
-                                table=tuple(data.get("table", ())),
-                                settings=dict(data.get("settings", {})))
+        return from_data(SteeringDefaults, data)
     except (OSError, KeyError, TypeError, ValueError):
         return None
 
