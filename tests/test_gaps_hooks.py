@@ -1,0 +1,125 @@
+"""Hooked-backend gaps found by mutation testing (benchmarks/mutants.py): chat prompts,
+sampling temperature, length-sorted batches, the trace's sites, observing a positional
+call, ``resid_mid`` when a block gets its input by keyword, and the weight maps.
+
+Expected values come from the tokenizer, the model's own weights or greedy decoding,
+never from the function under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from amygdala._types import Site
+from amygdala.backends._registry import Backend, Edit, get_backend
+from amygdala.errors import UnknownSiteError
+from tests.conftest import tiny_llama
+
+PROMPT = "The cat sat"
+# A chat template of our own: the tiny byte tokenizer ships without one.
+TEMPLATE = ("{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}"
+            "{% if add_generation_prompt %}A:{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def backend() -> Backend:
+    loaded = tiny_llama()
+    loaded.tokenizer.chat_template = TEMPLATE
+    return get_backend("torch", loaded)
+
+
+def test_chat_prompts_use_the_template_with_the_generation_prompt(backend: Backend) -> None:
+    tok: Any = backend.tokenizer
+    chat = tok("<<The cat sat>>A:", add_special_tokens=False)["input_ids"]
+    plain = tok(PROMPT)["input_ids"]
+    assert backend.prompt_ids(PROMPT, chat=True)[0].tolist() == chat
+    assert backend.prompt_ids(PROMPT)[0].tolist() == plain
+    assert chat != plain
+
+
+def test_sampling_at_a_tiny_temperature_is_greedy(backend: Backend) -> None:
+    greedy = backend.generate(PROMPT, max_new_tokens=6).token_ids
+    cold = backend.generate(PROMPT, max_new_tokens=6, do_sample=True, temperature=1e-3,
+                            seed=1).token_ids
+    hot = backend.generate(PROMPT, max_new_tokens=6, do_sample=True, temperature=1.0,
+                           seed=1).token_ids
+    assert cold == greedy
+    assert hot != greedy  # the test can tell a temperature that is ignored
+
+
+def test_batches_are_sorted_by_token_length(backend: Backend) -> None:
+    texts = ["a much longer text than the others", "hi", "medium text", "hi", "x"]
+    tok: Any = backend.tokenizer
+    lengths = [len(tok(t)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+    batches = [(list(idx), ids) for idx, ids, _mask in backend.iter_batches(texts, 2)]
+    assert [i for idx, _ in batches for i in idx] == order
+    for idx, ids in batches:
+        assert ids.shape[1] == max(lengths[i] for i in idx)
+
+
+def test_a_trace_names_its_sites(backend: Backend) -> None:
+    sites = [Site(layer=2), Site(layer=0, point="resid_mid")]
+    with backend.tracing(sites) as trace:
+        backend.logits([PROMPT])
+    assert trace.sites == tuple(sites)
+    assert [len(trace.steps[s]) for s in sites] == [1, 1]
+
+
+def test_observing_sees_ids_passed_positionally(backend: Backend) -> None:
+    seen: list[Any] = []
+    ids = torch.tensor([[1, 40, 41, 42]])
+    with backend.observing([Site(layer=1)], lambda i, acts: seen.append(i)):
+        with torch.inference_mode():
+            backend.loaded.model(ids)  # type: ignore[attr-defined]
+    assert len(seen) == 1 and seen[0] is not None
+    assert seen[0].tolist() == ids.tolist()
+
+
+def test_resid_mid_edit_works_when_the_block_gets_its_input_by_keyword(
+        backend: Backend) -> None:
+    model: Any = backend.loaded.model  # type: ignore[attr-defined]
+    layer = model.model.layers[0]
+    torch.manual_seed(0)
+    h = torch.randn(1, 5, backend.dims.d_model)
+    position_ids = torch.arange(5).unsqueeze(0)
+    pe = model.model.rotary_emb(h, position_ids)
+    vector = torch.ones(backend.dims.d_model)
+
+    def run(by_keyword: bool) -> torch.Tensor:
+        with torch.inference_mode():
+            if by_keyword:
+                out = layer(hidden_states=h, position_embeddings=pe, attention_mask=None,
+                            position_ids=position_ids)
+            else:
+                out = layer(h, position_embeddings=pe, attention_mask=None,
+                            position_ids=position_ids)
+        return out[0] if isinstance(out, tuple) else out
+
+    plain = run(by_keyword=True)
+    with backend.editing([Edit(site=Site(layer=0, point="resid_mid"), vector=vector)]):
+        positional, keyword = run(by_keyword=False), run(by_keyword=True)
+    torch.testing.assert_close(keyword, positional)
+    assert not torch.allclose(keyword, plain)
+
+
+def test_weight_maps_are_the_model_weights_in_residual_orientation(backend: Backend) -> None:
+    model: Any = backend.loaded.model  # type: ignore[attr-defined]
+    d = backend.dims
+    for layer in (0, 2):
+        block = model.model.layers[layer]
+        down = block.mlp.down_proj.weight.detach()  # [d_model, d_mlp] (out, in)
+        o_proj = block.self_attn.o_proj.weight.detach()  # [d_model, heads * d_head]
+        np.testing.assert_array_equal(backend.mlp_out_weights(layer).numpy(),
+                                      down.T.numpy())
+        heads = backend.head_out_weights(layer)
+        assert tuple(heads.shape) == (d.n_heads, d.d_head, d.d_model)
+        for head in range(d.n_heads):
+            np.testing.assert_array_equal(
+                heads[head].numpy(), o_proj[:, head * d.d_head:(head + 1) * d.d_head].T.numpy())
+    with pytest.raises(UnknownSiteError):
+        backend.head_out_weights(d.n_layers)
