@@ -117,7 +117,9 @@ def _finite(value: Any) -> Any:
 
 
 def _pct(x: Any) -> str:
-    return "-" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.0f}"
+    if x is None or not math.isfinite(float(x)):
+        return "-"
+    return str(round(100 * float(x)))  # an int: no "-0"
 
 
 def render(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
