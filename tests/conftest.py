@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -112,21 +116,26 @@ def smollm_factory() -> Callable[[str], Backend]:
     return make
 
 
+def dir_snapshot(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root``: to check a fixture stays unchanged."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
 # Concepts of the small real-model run shared by integration tests.
 SMALL_CONCEPTS = ("afraid", "joyful", "sad", "calm", "angry", "curious")
 
 
 @pytest.fixture(scope="session")
 def small_run(smollm_factory: Callable[[str], Backend],
-              tmp_path_factory: pytest.TempPathFactory) -> Any:
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real run on SmolLM2: six concepts of the shipped corpus, all layers, paired method.
 
-    Returns a namespace with ``result`` (the `TrainResult`), ``run_dir`` (holding
+    Yields a namespace with ``result`` (the `TrainResult`), ``run_dir`` (holding
     vectors.json/.safetensors and run.json), ``session`` and ``corpus`` for reuse.
+    Read-only: a test that writes into the run uses `small_run_copy`; at the end of the
+    session the run directory must hold exactly the files, bytes included, it was made with.
     """
-    from pathlib import Path
-    from types import SimpleNamespace
-
     from amygdala._types import Pooling
     from amygdala.corpus._model import Corpus
     from amygdala.store._store import ActivationStore
@@ -143,5 +152,23 @@ def small_run(smollm_factory: Callable[[str], Backend],
     # joyful at alpha 0.3 changing 8 greedy tokens); the default is now probe.
     result = train(corpus, config=TrainConfig(method="paired"), out=tmp_path_factory.mktemp("run"),
                    session=session)
-    return SimpleNamespace(result=result, run_dir=result.run_dir, session=session,
-                           corpus=corpus)
+    before = dir_snapshot(result.run_dir)
+    yield SimpleNamespace(result=result, run_dir=result.run_dir, session=session,
+                          corpus=corpus)
+    assert dir_snapshot(result.run_dir) == before, (
+        "a test wrote into the shared small_run.run_dir; expected it to write into its own "
+        "copy: take the `small_run_copy` fixture instead")
+
+
+@pytest.fixture
+def small_run_copy(small_run: Any, tmp_path: Path) -> Any:
+    """This test's own copy of `small_run`'s run directory (a few MB), for tests that write.
+
+    The same namespace as `small_run` (``result``, ``session``, ``corpus`` shared and
+    read-only) with ``run_dir`` pointing at the copy under ``tmp_path``: nothing a test
+    writes there (statistics, steering.json, circuits) reaches another test.
+    ``result.run_dir`` still names the shared original; use ``run_dir``.
+    """
+    run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
+    return SimpleNamespace(result=small_run.result, run_dir=run_dir,
+                           session=small_run.session, corpus=small_run.corpus)

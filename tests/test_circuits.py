@@ -437,8 +437,9 @@ def test_backends_agree_on_ablation_effects(smollm_factory: Any) -> None:
 
 
 @pytest.mark.smollm
-def test_real_circuit_beats_random_neurons(small_run: Any) -> None:
-    vectors, corpus, session = small_run.result.vectors, small_run.corpus, small_run.session
+def test_real_circuit_beats_random_neurons(small_run_copy: Any) -> None:
+    run = small_run_copy  # the circuit file is saved into this test's own copy
+    vectors, corpus, session = run.result.vectors, run.corpus, run.session
     circuit = find_circuit(session.backend, vectors, corpus, "afraid", layer=12,
                            max_scenarios=3, store=session.store, head_method="direct")
     assert circuit.params["rank_heads_by"] == "direct"
@@ -453,7 +454,7 @@ def test_real_circuit_beats_random_neurons(small_run: Any) -> None:
     rise = next(e for e in result.enhancement if e.kind == "neurons").rise
     assert rise > 0  # scaling the circuit up raises the projection
     # The circuit file round-trips with its experiments attached.
-    path = circuit.save(small_run.run_dir / "circuits" / "afraid.json",
+    path = circuit.save(run.run_dir / "circuits" / "afraid.json",
                         extra={"experiments": result.to_json()})
     assert Circuit.load(path) == circuit
     assert attrs.evolve(circuit, params={}) == circuit  # params do not take part in equality

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from amygdala.cli import _main, build_parser, main
 from amygdala.errors import MissingDependencyError
-from tests.conftest import tiny_llama
+from tests.conftest import dir_snapshot, tiny_llama
 from tests.corpus_helpers import prose, write
 
 CONCEPTS = ("joyful", "sad")
@@ -74,8 +75,12 @@ def _corpus(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny model on disk, a tiny corpus, and one `amygdala train` run (read-only)."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """A tiny model on disk, a tiny corpus, and one `amygdala train` run (read-only).
+
+    Tests that write into the run take `run_copy`; at the end of the module the run
+    directory must hold exactly the files, bytes included, it was made with.
+    """
     base = tmp_path_factory.mktemp("cli")
     model_dir = base / "model"
     loaded = tiny_llama()
@@ -86,7 +91,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     code = main(["train", str(corpus), "--out", str(run), "--model", str(model_dir),
                  "--store", str(base / "store"), "--batch-size", "4", "--quiet"])
     assert code == 0
-    return {"model": model_dir, "corpus": corpus, "run": run, "store": base / "store"}
+    before = dir_snapshot(run)
+    yield {"model": model_dir, "corpus": corpus, "run": run, "store": base / "store"}
+    assert dir_snapshot(run) == before, "a test wrote into the shared run; use run_copy"
 
 
 @pytest.fixture

@@ -256,24 +256,23 @@ def test_evaluate_steering_end_to_end_on_a_tiny_model(tiny_backend: Backend,
 
 
 @pytest.mark.smollm
-def test_smollm_eval_steer_command(small_run: Any, capsys: pytest.CaptureFixture[str],
+def test_smollm_eval_steer_command(small_run_copy: Any, capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from amygdala.cli import main
     from amygdala.intervene import _steer
-    from amygdala.intervene._readout import STATS_FILE
     from tests.test_readout import _write_small_stats
 
-    if not (Path(small_run.run_dir) / STATS_FILE).is_file():
-        _write_small_stats(small_run)
+    run = small_run_copy  # statistics, results and steering.json go to this copy
+    _write_small_stats(run)
     real_open = _steer.open_run
     monkeypatch.setattr(_steer, "open_run", lambda d, **_k: real_open(
-        d, backend=small_run.session.backend))
-    assert main(["eval-steer", str(small_run.run_dir), "--concepts", "joyful", "--prompts", "1",
+        d, backend=run.session.backend))
+    assert main(["eval-steer", str(run.run_dir), "--concepts", "joyful", "--prompts", "1",
                  "--max-new-tokens", "6", "--alphas", "0,0.2", "--layer", "15",
                  "--random-draws", "1"]) == 0
     out = capsys.readouterr().out
     assert "joyful" in out and "vector steering only" in out
-    data = json.loads((Path(small_run.run_dir) / RESULT_FILE).read_text())
+    data = json.loads((Path(run.run_dir) / RESULT_FILE).read_text())
     assert [(r["mode"], r["strength"]) for r in data["rows"]] == [
         ("random", 0.2), ("vector", 0.0), ("vector", 0.2)]
     assert data["settings"]["random_draws"] == 1
@@ -282,11 +281,8 @@ def test_smollm_eval_steer_command(small_run: Any, capsys: pytest.CaptureFixture
     from amygdala.intervene._eval_steer import SteeringDefaults
 
     SteeringDefaults(layers=(12,), alpha=0.15, lift=0.1, success=0.2,
-                     control=0.1).save(small_run.run_dir)
-    try:
-        assert main(["steer", str(small_run.run_dir), "--concept", "joyful",
-                     "--max-new-tokens", "3", "Describe your morning."]) == 0
-        err = capsys.readouterr().err
-        assert "layer(s) [12] (steering.json), alpha 0.15 from steering.json" in err
-    finally:
-        (Path(small_run.run_dir) / "steering.json").unlink()
+                     control=0.1).save(run.run_dir)
+    assert main(["steer", str(run.run_dir), "--concept", "joyful",
+                 "--max-new-tokens", "3", "Describe your morning."]) == 0
+    err = capsys.readouterr().err
+    assert "layer(s) [12] (steering.json), alpha 0.15 from steering.json" in err

@@ -108,19 +108,19 @@ def _write_small_stats(run: Any) -> None:
 
 
 @pytest.mark.smollm
-def test_smollm_read_command(small_run: Any, tmp_path: Path,
+def test_smollm_read_command(small_run_copy: Any, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str],
                              monkeypatch: pytest.MonkeyPatch) -> None:
     from amygdala.cli import main
     from amygdala.intervene import _steer
 
-    if not (Path(small_run.run_dir) / STATS_FILE).is_file():
-        _write_small_stats(small_run)
+    run = small_run_copy  # the statistics are written into this test's own copy
+    _write_small_stats(run)
     real_open = _steer.open_run
     monkeypatch.setattr(_steer, "open_run", lambda d, **_k: real_open(
-        d, backend=small_run.session.backend))
+        d, backend=run.session.backend))
     text = "She laughed and hugged everyone at the door."
-    assert main(["read", str(small_run.run_dir), text, "--layer", "15", "--top", "2",
+    assert main(["read", str(run.run_dir), text, "--layer", "15", "--top", "2",
                  "--html", str(tmp_path / "r.html"), "--color", "never"]) == 0
     out = capsys.readouterr().out
     assert "layer 15" in out and "' laughed'" in out and (tmp_path / "r.html").is_file()
