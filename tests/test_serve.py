@@ -193,6 +193,12 @@ BAD_REQUESTS = [
      "non-empty string"),
     ("read without text", "/v1/amygdala/read", {"layers": [9]}, 400, "invalid_value",
      "text must be"),
+    ("unknown view", "/v1/chat/completions", _chat(amygdala={"view": "raw"}), 400,
+     "invalid_value", "amygdala.view must be one of 'z', 'relative', 'both'"),
+    ("unknown events_on", "/v1/chat/completions", _chat(amygdala={"events_on": "both"}),
+     400, "invalid_value", "amygdala.events_on must be one of 'z', 'relative'"),
+    ("unknown read view", "/v1/amygdala/read", {"text": "Hi there", "view": ["z"]}, 400,
+     "invalid_value", "view must be one of"),
     ("unknown route", "/v1/embeddings", {"input": "x"}, 404, "not_found", "routes:"),
 ]
 
@@ -266,6 +272,11 @@ def test_queue_limit_and_disconnect_stop_generation(live: Any) -> None:
             assert full.json()["error"]["code"] == "queue_full"
         # Leaving the `with` closed the connection mid-stream: the server must stop it.
         thread.join(timeout=120)
+    # A server that kept generating for the gone client serves the queued request only
+    # after all 128 tokens (or never, within the timeout): the checks below fail.
+    assert "response" in waiting, (
+        "the queued request was not served: did the disconnected client's stream keep "
+        "generating?")
     assert waiting["response"].status_code == 200
     after = _health(live)
     assert after["cancelled"] == before["cancelled"] + 1
@@ -274,3 +285,52 @@ def test_queue_limit_and_disconnect_stop_generation(live: Any) -> None:
     streamed = after["tokens_generated"] - before["tokens_generated"] - queued_tokens
     assert 1 <= streamed < 128
     assert after["running"] == 0 and after["queued"] == 0
+
+
+def _relative_by_hand(live: Any, text: str, layer: int, concepts: list[str]) -> np.ndarray:
+    """``[tokens, concepts]``: `read`'s z of all the run's concepts, minus their mean."""
+    whole = read(live.backend, live.monitor.vectors, text, layer=layer, stats=live.monitor.stats)
+    columns = [live.monitor.vectors.concepts.index(c) for c in concepts]
+    return np.asarray((whole.z - whole.z.mean(axis=1, keepdims=True))[:, columns])
+
+
+def test_relative_view_through_the_api(live: Any) -> None:
+    prompt, concepts = "The weather today is", ["calm", "joyful"]
+    ext = {"top_k": None, "view": "both", "concepts": concepts, "events_on": "relative"}
+    body = {"model": NAME, "prompt": prompt, "max_tokens": 5, "temperature": 0,
+            "stream": True, "amygdala": ext}
+    with httpx.stream("POST", f"{live.base}/v1/completions", json=body, timeout=120,
+                      headers=live.headers) as response:
+        assert response.status_code == 200
+        extras = [json.loads(line[6:])["amygdala"] for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    assert extras[0]["view"] == "both" and extras[0]["events_on"] == "relative"
+    records = [x for x in extras if x["type"] == "token"]
+    expected = steered_generate(live.backend, prompt, max_new_tokens=5)
+    n = expected.prompt_len
+    assert [r["token_id"] for r in records] == list(expected.token_ids[n:])
+    text = live.backend.tokenizer.decode(list(expected.token_ids))
+    rel = np.asarray([r["relative"] for r in records], float)  # [tokens, layers, concepts]
+    for li, layer in enumerate((9, 15)):
+        np.testing.assert_allclose(rel[:, li], _relative_by_hand(live, text, layer,
+                                                                 concepts)[n:], atol=5e-3)
+    z = np.asarray([r["z"] for r in records], float)
+    assert z.shape == rel.shape == (5, 2, 2)
+    # Events ran on the relative view: the smoothed state follows its layer average.
+    np.testing.assert_allclose(records[0]["smoothed"], rel[0].mean(axis=0), atol=2e-3)
+    # Non-streaming: the table carries only the view asked for.
+    out = httpx.post(f"{live.base}/v1/completions", headers=live.headers, timeout=120,
+                     json={**body, "stream": False,
+                           "amygdala": {"view": "relative", "concepts": concepts}}).json()
+    table = out["amygdala"]
+    assert "z" not in table and table["view"] == "relative"
+    np.testing.assert_allclose(np.asarray(table["relative"], float), rel, atol=2e-3)
+    # /v1/amygdala/read gives the same rule without generating. On this run the concepts'
+    # z nearly sum to zero (relative differs from z by ~0.005), hence the tight tolerance.
+    got = httpx.post(f"{live.base}/v1/amygdala/read", headers=live.headers, timeout=60,
+                     json={"text": prompt, "layers": [15], "concepts": concepts,
+                           "view": "both"}).json()
+    assert got["relative"][0] is None and got["sink"][0]  # sinks stay out
+    np.testing.assert_allclose(np.asarray(got["relative"][2:], float)[:, 0],
+                               _relative_by_hand(live, prompt, 15, concepts)[2:], atol=3e-4)
+    assert len(got["z"]) == len(got["relative"])

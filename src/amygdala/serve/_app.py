@@ -28,10 +28,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from amygdala.errors import RequestError
-from amygdala.intervene._monitor import EVENT_FORMAT, Monitor, MonitorResult, TokenRecord
+from amygdala.intervene._monitor import EVENT_FORMAT, Monitor, MonitorResult, TokenRecord, View
 from amygdala.intervene._readout import read
 from amygdala.serve._config import ServeConfig
 from amygdala.serve._requests import Job, parse_generation, parse_read
+from amygdala.vectors._bundle import relative
 
 __all__ = ["Engine", "create_app"]
 
@@ -81,7 +82,8 @@ class Engine:
         base = self.monitor
         return Monitor(base.vectors, base.backend, stats=base.stats,
                        layers=job.layers or base.layers, concepts=job.concepts or base.concepts,
-                       window=base.window, rule=base.rule)
+                       window=base.window, rule=base.rule,
+                       events_on=job.events_on or base.events_on)
 
     async def _model(self) -> asyncio.Lock:
         if self._lock is None:
@@ -306,14 +308,15 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
             engine.leave()
 
     async def stream(job: Job, rid: str, created: int) -> AsyncIterator[bytes]:
-        header = {**engine.monitor_for(job).header(), "prompt": None}
+        header = {**engine.monitor_for(job).header(), "prompt": None, "view": job.view}
         yield _sse(chunk(job, rid, created, text=None, finish=None, extra=header, first=True))
         records = engine.generate(job)
         try:
             async for item in records:
                 if isinstance(item, TokenRecord):
                     yield _sse(chunk(job, rid, created, text=item.text, finish=None,
-                                     extra=item.to_json(top_k=job.top_k, raw=job.raw)))
+                                     extra=item.to_json(top_k=job.top_k, raw=job.raw,
+                                                      view=job.view)))
                 else:
                     yield _sse(chunk(job, rid, created, text=None,
                                      finish=finish_reason(item), extra=item.footer()))
@@ -349,9 +352,9 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
             group.cancel_scope.cancel()
         if result is None:  # the client went away; nobody reads this
             return Response(status_code=499)
-        table = _table(records, job.raw)
+        table = _table(records, job.raw, job.view)
         table.update(engine.monitor_for(job).header(), type="table",
-                     finish_reason=result.finish_reason, prompt=None)
+                     finish_reason=result.finish_reason, prompt=None, view=job.view)
         if job.kind == "chat":
             choice: dict[str, Any] = {
                 "index": 0, "message": {"role": "assistant", "content": result.generation.text},
@@ -388,13 +391,19 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
         finally:
             engine.leave()
         tokens = list(readouts[0].tokens)
-        z = np.stack([r.z[:, columns] for r in readouts], axis=1)  # [tokens, layers, concepts]
         sink = [t < monitor.skip for t in range(len(tokens))]
-        return JSONResponse({
+        out: dict[str, Any] = {
             "format": EVENT_FORMAT, "type": "read", "layers": list(layers),
-            "concepts": list(concepts), "tokens": tokens, "sink": sink,
-            "z": [None if s else np.round(row.astype(np.float64), 4).tolist()
-                  for s, row in zip(sink, z, strict=True)]})
+            "concepts": list(concepts), "tokens": tokens, "sink": sink, "view": job.view}
+        # The relative view subtracts the mean over all the run's concepts (as `read`).
+        tables = {"z": [r.z for r in readouts], "relative": [relative(r.z) for r in readouts]}
+        for name, per_layer in tables.items():
+            if job.view in (name, "both"):
+                # [tokens, layers, concepts]
+                z = np.stack([t[:, columns] for t in per_layer], axis=1)
+                out[name] = [None if s else np.round(row.astype(np.float64), 4).tolist()
+                             for s, row in zip(sink, z, strict=True)]
+        return JSONResponse(out)
 
     async def models(request: Request) -> Response:
         authorise(request)
@@ -432,17 +441,22 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
     return app
 
 
-def _table(records: list[TokenRecord], raw: bool) -> dict[str, Any]:
+def _table(records: list[TokenRecord], raw: bool, view: View) -> dict[str, Any]:
     """The whole read-out of a finished generation (non-streaming responses)."""
     out: dict[str, Any] = {
         "tokens": [r.token for r in records], "token_ids": [r.token_id for r in records],
         "sink": [r.sink for r in records],
-        "z": [None if r.sink else np.round(r.z.astype(np.float64), 3).tolist()
-              for r in records],
         "smoothed": [None if r.smoothed is None else np.round(r.smoothed, 3).tolist()
                      for r in records],
         "events": [e.to_json() for r in records for e in r.events],
     }
+    if view != "relative":
+        out["z"] = [None if r.sink else np.round(r.z.astype(np.float64), 3).tolist()
+                    for r in records]
+    if view != "z":
+        out["relative"] = [None if r.sink
+                           else np.round(r.relative.astype(np.float64), 3).tolist()
+                           for r in records]
     if raw:
         out["raw"] = [None if r.sink else np.round(r.raw.astype(np.float64), 3).tolist()
                       for r in records]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import attrs
 
 from amygdala.errors import RequestError
+from amygdala.intervene._monitor import EVENTS_ON, VIEWS, EventsOn, View
 from amygdala.intervene._steer import POSITIONS
 from amygdala.serve._config import ServeConfig
 from amygdala.vectors._set import SteeringVectorSet
@@ -35,6 +36,9 @@ class Job:
         concepts: concepts reported (None: all).
         top_k: concepts per token in the stream (None: the full table).
         raw: also report raw reader scores.
+        view: ``z``, ``relative`` or ``both``: which tables the records carry.
+        events_on: ``z`` or ``relative``: the view smoothing and events run on (None:
+            the server's).
         steer: ``{concept: alpha}``.
         steer_layers: layers to steer (None: the run's default layer).
         positions: where steering applies.
@@ -52,6 +56,8 @@ class Job:
     concepts: tuple[str, ...] | None
     top_k: int | None
     raw: bool
+    view: View
+    events_on: EventsOn | None
     steer: dict[str, float]
     steer_layers: tuple[int, ...] | None
     positions: Literal["all", "prompt", "generated"]
@@ -64,6 +70,7 @@ class ReadJob:
     text: str
     layers: tuple[int, ...] | None
     concepts: tuple[str, ...] | None
+    view: View = "z"
 
 
 def _bad(message: str, param: str, *, code: str = "invalid_value", status: int = 400) -> None:
@@ -157,6 +164,14 @@ def _steer(value: Any, vectors: SteeringVectorSet, config: ServeConfig) -> dict[
     return out
 
 
+def _choice(value: Any, choices: Sequence[str], default: str | None, param: str) -> Any:
+    if value is None:
+        return default
+    if value not in choices:
+        _bad(f"{param} must be one of {', '.join(map(repr, choices))}, got {value!r}", param)
+    return value
+
+
 def _extension(body: Mapping[str, Any]) -> Mapping[str, Any]:
     ext: Any = body.get("amygdala")
     if ext is None:
@@ -164,7 +179,8 @@ def _extension(body: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(ext, dict):
         _bad(f"amygdala must be an object (concepts, layers, top_k, steer...), got {ext!r}",
              "amygdala")
-    known = {"concepts", "layers", "top_k", "raw", "steer", "steer_layers", "positions"}
+    known = {"concepts", "layers", "top_k", "raw", "view", "events_on", "steer", "steer_layers",
+             "positions"}
     extra = sorted(set(ext) - known)
     if extra:
         _bad(f"amygdala has unknown field(s) {', '.join(extra)}; known: "
@@ -264,13 +280,15 @@ def parse_generation(body: Any, kind: Literal["chat", "completion"], config: Ser
                layers=_layers(ext.get("layers"), vectors, "amygdala.layers"),
                concepts=_concepts(ext.get("concepts"), vectors, "amygdala.concepts"),
                top_k=top_k, raw=_bool(ext, "raw", False, "amygdala.raw"),
+               view=_choice(ext.get("view"), VIEWS, "z", "amygdala.view"),
+               events_on=_choice(ext.get("events_on"), EVENTS_ON, None, "amygdala.events_on"),
                steer=_steer(ext.get("steer"), vectors, config),
                steer_layers=_layers(ext.get("steer_layers"), vectors, "amygdala.steer_layers"),
                positions=positions)
 
 
 def parse_read(body: Any, vectors: SteeringVectorSet) -> ReadJob:
-    """Check a ``/v1/amygdala/read`` body: ``{"text": ..., "layers": [...], "concepts": [...]}``.
+    """Check a ``/v1/amygdala/read`` body: ``{"text", "layers", "concepts", "view"}``.
 
     Raises:
         RequestError: the body is malformed.
@@ -280,8 +298,10 @@ def parse_read(body: Any, vectors: SteeringVectorSet) -> ReadJob:
     text = body.get("text")
     if not isinstance(text, str) or not text:
         _bad(f"text must be a non-empty string, got {text!r}", "text")
-    extra = sorted(set(body) - {"text", "layers", "concepts", "model"})
+    extra = sorted(set(body) - {"text", "layers", "concepts", "view", "model"})
     if extra:
-        _bad(f"unknown field(s) {', '.join(extra)}; expected text, layers, concepts", extra[0])
+        _bad(f"unknown field(s) {', '.join(extra)}; expected text, layers, concepts, view",
+             extra[0])
     return ReadJob(text=text, layers=_layers(body.get("layers"), vectors, "layers"),
-                   concepts=_concepts(body.get("concepts"), vectors, "concepts"))
+                   concepts=_concepts(body.get("concepts"), vectors, "concepts"),
+                   view=_choice(body.get("view"), VIEWS, "z", "view"))
