@@ -255,3 +255,164 @@ def test_learning_curve_png(tmp_path: Path) -> None:
     ev = evaluate(data, corpus, methods=["paired"], curve=True, curve_sizes=(2, 4))
     path = write_curve_png(ev, tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----- bands, tuned shrinkage, detection (issue 15) ----------------------------------------
+
+
+def test_band_columns_are_the_mean_of_their_layers() -> None:
+    from amygdala.diagnose._nested import Readings
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(5, 6, 3))  # [items, layers, concepts]
+    readings = Readings(n_layers=6, widths=(3, 5))
+    out = readings.expand(scores)
+    assert out.shape == (5, 6 + 4 + 2, 3)
+    np.testing.assert_array_equal(out[:, :6], scores)
+    expected = [scores[:, s:s + w].mean(axis=1) for w in (3, 5) for s in range(6 - w + 1)]
+    np.testing.assert_allclose(out[:, 6:], np.stack(expected, axis=1), rtol=1e-12)
+    assert readings.members(6) == (0, 1, 2) and readings.members(11) == (1, 2, 3, 4, 5)
+    assert readings.label(11, [10, 11, 12, 13, 14, 15]) == "11-15"
+    assert readings.label(2, [10, 11, 12, 13, 14, 15]) == "12"
+
+
+def _spread_signal(n_scenarios: int, seed: int, poison: int | None = None,
+                   ) -> tuple[Corpus, ExtractionInput]:
+    """Nine layers, each carrying a weak, independently noisy copy of the signal: averaging
+    a band beats any single layer. ``poison``: that scenario's variants carry the *wrong*
+    concept at layers 0-2 and a huge right one at layer 8."""
+    corpus, data, direction = planted(n_scenarios=n_scenarios, signal=(0.45,) * 9, noise=1.2,
+                                      seed=seed)
+    if poison is not None:
+        x = data.x.copy()
+        for c, t in corpus.scenarios[poison].variants.items():
+            row = data.ids.index(t.id)
+            ci = corpus.concepts.index(c)
+            x[row, :3] += 6 * direction[(ci + 1) % len(direction)]
+            x[row, 8] += 40 * direction[ci]
+        data = attrs.evolve(data, x=x)
+    return corpus, data
+
+
+def test_the_read_out_chooses_a_band_when_averaging_layers_helps() -> None:
+    corpus, data = _spread_signal(24, seed=7)
+    ev = evaluate(data, corpus, methods=["paired"], bands=(3, 9))
+    result = ev.results["paired"]
+    assert len(result.recommended_band["readout"]) >= 3  # a band, not a single layer
+    assert result.recommended_band["paired"] == ()  # the paired task reads one layer
+    single = evaluate(data, corpus, methods=["paired"], bands=())
+    assert single.results["paired"].recommended_band["readout"] == ()
+    assert result.accuracy["readout"].value > single.results["paired"].accuracy["readout"].value
+    rec = ev.to_json()["recommended_read"]["paired"]
+    assert rec["band"] == list(result.recommended_band["readout"])
+    assert any("-" in label for label in result.chosen_layers["readout"])
+
+
+def test_nested_band_choice_never_sees_the_held_out_scenario() -> None:
+    corpus, data = _spread_signal(12, seed=8, poison=0)
+    clean_corpus, clean = _spread_signal(12, seed=8)
+    items = Items(data, corpus, corpus.concepts)
+    run = run_nested(make_fitter(data, corpus, "paired"), items, folds=4, seed=0,
+                     bands=(3, 9))
+    clean_run = run_nested(make_fitter(clean, clean_corpus, "paired"),
+                           Items(clean, clean_corpus, clean_corpus.concepts), folds=4, seed=0,
+                           bands=(3, 9))
+    # The poison moves whole-corpus choices, never the poisoned scenario's own choice.
+    assert run.chosen[:, 0].tolist() == clean_run.chosen[:, 0].tolist()
+    held_group = run.chosen[1] == run.chosen[1, 0]
+    assert held_group.any()
+
+
+def test_fast_probe_with_any_shrinkage_equals_extract() -> None:
+    from amygdala.diagnose._folds import make_fitters
+
+    corpus, data, _ = planted(n_scenarios=8, signal=(1.0, 0.5), per_scenario=3, seed=1)
+    train = np.ones(8, bool)
+    train[[2, 5]] = False
+    sub = attrs.evolve(corpus, scenarios=[s for s, t in zip(corpus.scenarios, train,
+                                                            strict=True) if t])
+    fits = make_fitters(data, corpus, "probe", shrinkages=(0.5, 0.1, 0.9))
+    for a, fitter in zip((0.5, 0.1, 0.9), fits, strict=True):
+        readers, _ = method_readers(extract(data, sub, method="probe", shrinkage=a))
+        np.testing.assert_allclose(fitter(train).readers, readers, rtol=1e-4, atol=1e-6)
+    low = method_readers(extract(data, sub, method="probe", shrinkage=0.1))[0]
+    high = method_readers(extract(data, sub, method="probe", shrinkage=0.9))[0]
+    assert not np.allclose(low, high)  # the setting matters, so choosing it means something
+    assert len(make_fitters(data, corpus, "paired", shrinkages=(0.5, 0.1))) == 1
+
+
+def test_the_chosen_shrinkage_is_recorded_and_one_value_means_no_choice() -> None:
+    corpus, data, _ = planted(n_scenarios=10, signal=(0.4, 0.8), noise=0.8, seed=12)
+    ev = evaluate(data, corpus, methods=["probe", "paired"])
+    probe = ev.results["probe"]
+    assert probe.settings["readout"]["shrinkage"] in (0.5, 0.1, 0.9)
+    assert sum(probe.chosen_settings["readout"].values()) == 10  # one per held-out scenario
+    assert ev.results["paired"].settings["readout"] == {}
+    fixed = evaluate(data, corpus, methods=["probe"], shrinkages=(0.3,))
+    assert fixed.results["probe"].settings["readout"] == {}
+    assert ev.to_json()["recommended_settings"]["probe"] == probe.settings["readout"]
+
+
+def test_weighted_auc_equals_counting_pairs() -> None:
+    from amygdala.diagnose._detection import weighted_auc
+
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=40), 1)  # rounding makes ties
+    positive = rng.random(40) < 0.3
+    weights = rng.integers(0, 3, size=(4, 40)).astype(float)
+    got = weighted_auc(scores, positive, weights)
+    for r in range(4):
+        num = den = 0.0
+        for i in np.flatnonzero(positive):
+            for j in np.flatnonzero(~positive):
+                w = weights[r, i] * weights[r, j]
+                num += w * (1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j]
+                            else 0.0)
+                den += w
+        assert got[r] == pytest.approx(num / den)
+
+
+def test_relative_view_detects_better_when_a_shared_component_dominates() -> None:
+    from amygdala.diagnose._detection import detection_auc
+
+    rng = np.random.default_rng(4)
+    truth = np.repeat(np.arange(4), 25)
+    own = np.eye(4)[truth] * 1.0
+    shared = rng.normal(0, 3.0, size=(100, 1))  # every concept rises and falls together
+    z = own + shared + rng.normal(0, 0.3, size=(100, 4))
+    groups = np.arange(100) // 4
+    names = ("a", "b", "c", "d")
+    raw = detection_auc(z, truth, groups, names)
+    rel = detection_auc(z - z.mean(axis=1, keepdims=True), truth, groups, names)
+    assert rel.value > 0.95 > raw.value
+    assert raw.low <= raw.value <= raw.high
+    assert set(raw.per_concept) == set(names)
+
+
+def test_evaluation_records_detection_and_the_better_view() -> None:
+    corpus, data, _ = planted(n_scenarios=10, signal=(0.3, 1.2), noise=0.6, seed=6)
+    ev = evaluate(data, corpus, methods=["paired"])
+    result = ev.results["paired"]
+    assert set(result.detection) == {"raw", "relative"}
+    best = max(("raw", "relative"), key=lambda v: result.detection[v].value)
+    assert result.recommended_view == best
+    again = Evaluation.from_json(json.loads(json.dumps(ev.to_json())))
+    assert again.results["paired"].detection["relative"].value == pytest.approx(
+        result.detection["relative"].value, abs=1e-4)
+    assert "detection" in ev.render()
+
+
+def test_recommended_read_prefers_the_read_out_task(tmp_path: Path) -> None:
+    from amygdala.intervene._readout import recommended_read
+
+    assert recommended_read(tmp_path, "paired").layer is None
+    (tmp_path / "evaluation.json").write_text(json.dumps({
+        "recommended_layer": {"paired": 14},
+        "recommended_read": {"paired": {"layer": 17, "band": [16, 17, 18],
+                                        "view": "relative"}}}))
+    rec = recommended_read(tmp_path, "paired")
+    assert (rec.layer, rec.band, rec.view, rec.layers) == (17, (16, 17, 18), "relative",
+                                                          [16, 17, 18])
+    (tmp_path / "evaluation.json").write_text(json.dumps({"recommended_layer": {"paired": 14}}))
+    old = recommended_read(tmp_path, "paired")
+    assert (old.layer, old.band, old.view) == (14, (), "raw")

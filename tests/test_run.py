@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ from amygdala.errors import UnknownSiteError, VectorFileError
 from amygdala.intervene._steer import default_layer, open_run
 from amygdala.pipeline import RunOptions, train
 from amygdala.store._store import ActivationStore
+from amygdala.vectors._extract import extract
 from amygdala.vectors._run import RunDir, best_layer, config_from_json
 from amygdala.vectors._set import SteeringVectorSet
 from amygdala.vectors._train import Session, TrainConfig
@@ -138,7 +140,13 @@ def test_train_writes_a_complete_run(tmp_path: Path) -> None:
     choice = run.best_layer()
     assert choice.source == "evaluation"
     assert choice.layer == result.evaluation.recommended[config.method]
-    assert run.config() == config
+    # The probe's shrinkage was chosen on inner folds; the shipped readers use it.
+    chosen = result.evaluation.results["probe"].settings["readout"]["shrinkage"]
+    assert run.config() == attrs.evolve(config, shrinkage=chosen)
+    expected = extract(result.data, corpus, method="probe", normalisation="raw",
+                       shrinkage=chosen)
+    np.testing.assert_allclose(result.vectors.readers(1), expected.readers[:, 1], rtol=1e-5,
+                               atol=1e-6)
     # The one loader gives back the same vectors on the given backend.
     ctx = run.open(backend=session.backend)
     np.testing.assert_array_equal(ctx.vectors.directions, result.vectors.directions)

@@ -24,13 +24,14 @@ import attrs
 from amygdala._io import write_json
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._evaluate import Evaluation, evaluate
+from amygdala.diagnose._folds import SHRINKAGE_GRID
 from amygdala.diagnose._quality import QualityReport, build_quality_report
 from amygdala.intervene._readout import export_run_bundle
 from amygdala.vectors._extract import ExtractionInput
 from amygdala.vectors._gguf import DEFAULT_GGUF_STRENGTH, default_gguf_layers, export_gguf
 from amygdala.vectors._run import RunDir, best_layer
 from amygdala.vectors._set import SteeringVectorSet
-from amygdala.vectors._train import Session, TrainConfig, open_session
+from amygdala.vectors._train import Session, TrainConfig, open_session, write_run_json
 from amygdala.vectors._train import train as train_vectors
 
 __all__ = ["RunOptions", "RunResult", "train"]
@@ -139,7 +140,22 @@ def train(
                      "is skipped; add paired/ scenarios to measure accuracy")
     elif options.evaluate:
         evaluation = evaluate(trained.data, corpus, methods=[config.method],
-                              normalisation=config.normalisation)
+                              normalisation=config.normalisation,
+                              shrinkages=SHRINKAGE_GRID if config.shrinkage is None
+                              else (config.shrinkage,))
+        chosen = evaluation.results[config.method].settings.get("readout", {}).get("shrinkage")
+        if chosen is not None and config.shrinkage is None:
+            # The shipped readers use what the nested procedure chose on the whole corpus.
+            config = attrs.evolve(config, shrinkage=chosen)
+            first = trained
+            trained = train_vectors(corpus, config=config, out=out, session=session)
+            trained = attrs.evolve(trained, captured=first.captured,
+                                   seconds=first.seconds + trained.seconds)
+            if run is not None:
+                write_run_json(run.root, config=config, corpus=corpus, session=session,
+                               captured=trained.captured, seconds=trained.seconds)
+            vectors = trained.vectors
+            notes.append(f"probe shrinkage {chosen:g} chosen on inner folds (read-out task)")
         if run is not None:
             write_json(run.evaluation, evaluation.to_json())
     gguf: dict[str, Path] = {}

@@ -193,7 +193,7 @@ def check_edits_at_every_residual_point(backend: Backend) -> None:
     """
     rows = _ids(backend)
     ids, mask = _padded(rows)
-    sites = [Site(layer=layer, point=p) for layer in range(backend.dims.n_layers)  # type: ignore[arg-type]
+    sites = [Site(layer=layer, point=p) for layer in range(backend.dims.n_layers)
              for p in RESIDUAL]
     with backend.tracing(sites) as trace:
         plain = backend.logits(ids, mask)

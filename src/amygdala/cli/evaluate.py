@@ -30,6 +30,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5,
                         help="scenario groups for the inner layer selection (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of groups, bootstrap, draws")
+    parser.add_argument("--bands", default="3,5,9", metavar="WIDTHS",
+                        help="widths of the layer bands the read-out may choose on inner "
+                             "folds besides single layers (default 3,5,9; 'none': single "
+                             "layers only)")
+    parser.add_argument("--shrinkage", default=None, metavar="A[,B...]",
+                        help="probe shrinkage(s) to choose among on inner folds (default "
+                             "0.5,0.1,0.9; one value: fixed)")
     parser.add_argument("--learning-curve", action="store_true",
                         help="also measure accuracy against the number of training scenarios "
                         "(k = 4, 8, 16, 32, 64, all)")
@@ -74,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
         layers = tuple(sorted({*layers, args.layer}))
     data, _ = capture_corpus(session, corpus, layers, batch_size=args.batch_size,
                              progress=sys.stderr.isatty())
+    tuning: dict[str, Any] = {"bands": _numbers(args.bands, int, "--bands")}
+    if args.shrinkage is not None:
+        tuning["shrinkages"] = _numbers(args.shrinkage, float, "--shrinkage")
     result = evaluate(data, corpus, methods=methods, normalisation=args.normalisation,
                       layer=args.layer, folds=args.folds, seed=args.seed,
-                      curve=args.learning_curve, curve_draws=args.curve_draws)
+                      curve=args.learning_curve, curve_draws=args.curve_draws, **tuning)
     print(result.render())
     payload = result.to_json()
     if args.transfer is not None:
@@ -86,6 +96,22 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         print(f"wrote {write_curve_png(result, args.plot)}", file=sys.stderr)
     return 0
+
+
+def _numbers(text: str, kind: type[int] | type[float], option: str) -> tuple[Any, ...]:
+    """``"3,5,9"`` -> ``(3, 5, 9)``; ``none`` -> ``()``; a clear exit on anything else."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"{option} {text!r}: expected comma-separated numbers, e.g. "
+                         f"{'3,5,9' if kind is int else '0.5,0.1'}, or 'none'") from None
+    if kind is float and not all(0.0 < v < 1.0 for v in values):
+        raise SystemExit(f"{option} {text!r}: shrinkages must lie strictly between 0 and 1")
+    if kind is int and not all(v >= 2 for v in values):
+        raise SystemExit(f"{option} {text!r}: band widths must be at least 2")
+    return values
 
 
 def _transfer(args: argparse.Namespace, session: Any, corpus: Any, data: Any,

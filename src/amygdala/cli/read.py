@@ -18,13 +18,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_device_options(parser)
     parser.add_argument("text", metavar="TEXT", help="the text to read")
     parser.add_argument("--layer", type=int, default=None,
-                        help="layer to read (default: best layer in evaluation.json, else middle)")
+                        help="read this one layer (default: the read-out's recommended layer "
+                             "or band in evaluation.json, chosen on inner folds; else the "
+                             "middle layer)")
     parser.add_argument("--band", metavar="A-B", default=None,
                         help="average the z-scores over a band of layers, e.g. 12-18, or "
                              "'auto' for the band recommended in evaluation.json")
+    parser.add_argument("--view", choices=("auto", "raw", "relative"), default="auto",
+                        help="raw z, or relative z (each concept minus the mean over "
+                             "concepts, removing the component all concepts share); auto "
+                             "(default): the view evaluation.json recommends by detection AUC")
     parser.add_argument("--relative", action="store_true",
-                        help="subtract each token's mean z over concepts (removes the "
-                             "component all concepts share)")
+                        help="the same as --view relative")
     parser.add_argument("--top", type=int, default=3, help="concepts shown per token (default 3)")
     parser.add_argument("--html", metavar="FILE", help="also write an HTML heat map")
     parser.add_argument("--png", metavar="FILE", help="also write a PNG heat map (matplotlib)")
@@ -37,16 +42,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read ``args.text`` and print or write the readout."""
-    from amygdala.intervene._readout import load_or_compute_stats, read
+    import sys
+
+    from amygdala.intervene._readout import load_or_compute_stats, read, recommended_read
     from amygdala.intervene._steer import default_layer, open_run
 
     ctx = open_run(args.run_dir, device=args.device, dtype=args.dtype)
-    layer = args.layer if args.layer is not None else default_layer(ctx.vectors, ctx.run_dir)
-    ctx.vectors.layer_index(layer)
-    stats = load_or_compute_stats(ctx.run_dir, ctx.backend, ctx.vectors, corpus=args.corpus)
+    rec = recommended_read(ctx.run_dir, ctx.vectors.method)
     band = _band(args.band, ctx)
+    if args.layer is not None:
+        layer = args.layer
+    elif rec.layer is not None and rec.layer in ctx.vectors.layers:
+        layer = rec.layer
+        if args.band is None and rec.band and all(x in ctx.vectors.layers for x in rec.band):
+            band = list(rec.band)
+    else:
+        layer = default_layer(ctx.vectors, ctx.run_dir)
+    ctx.vectors.layer_index(layer)
+    view = "relative" if args.relative else (rec.view if args.view == "auto" else args.view)
+    where = f"layers {band[0]}-{band[-1]} (mean z)" if band else f"layer {layer}"
+    print(f"reading {where}, {view} view"
+          + (f" (from {rec.source})" if args.layer is None and args.view == "auto" else ""),
+          file=sys.stderr)
+    stats = load_or_compute_stats(ctx.run_dir, ctx.backend, ctx.vectors, corpus=args.corpus)
     readout = read(ctx.backend, ctx.vectors, args.text, layer=layer, stats=stats, band=band,
-                   relative=args.relative)
+                   relative=view == "relative")
     if args.json:
         print(json.dumps(readout.to_json()))
     else:

@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="probe", choices=METHODS)
     parser.add_argument("--normalisation", default="standardise", choices=NORMALISATIONS)
     parser.add_argument("--layers", default=None, help="'all' (default), '10-20' or '5,10,15'")
+    parser.add_argument("--shrinkage", type=float, default=None, metavar="A",
+                        help="probe covariance shrinkage in (0, 1) (default: chosen on inner "
+                             "folds of the evaluation among 0.5, 0.1, 0.9; 0.5 with --no-eval)")
     parser.add_argument("--float16", action="store_true", help="store activations as float16")
     parser.add_argument("--quality-report", action="store_true",
                         help="write quality.json and print the triage summary")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         normalisation=args.normalisation, layers=parse_layers(args.layers), pooling=Pooling(),
         batch_size=args.batch_size, store=args.store, device=args.device,
         dtype=args.dtype or "float32",
-        store_dtype="float16" if args.float16 else "float32",
+        store_dtype="float16" if args.float16 else "float32", shrinkage=args.shrinkage,
     )
     options = RunOptions(evaluate=not args.no_eval, quality=args.quality_report,
                          export_readout=args.export_readout, gguf=args.export_gguf,

@@ -4,10 +4,13 @@
 
 1. nested leave-one-scenario-out accuracy on two tasks, ``paired`` (variant minus its own
    baseline, among the scenario's concepts) and ``readout`` (the variant alone, z-scored
-   against neutral text, among all concepts); the layer for each held-out scenario is
-   chosen on inner folds of the other scenarios (`amygdala.diagnose._nested`);
+   against neutral text, among all concepts); for each held-out scenario the layer (for
+   the read-out also a band of layers), and the probe's shrinkage, are chosen on inner
+   folds of the other scenarios (`amygdala.diagnose._nested`);
 2. 95% bootstrap intervals over scenarios, a confusion matrix and per-concept
-   precision/recall for each task;
+   precision/recall for each task, and the read-out's *detection* (per-concept AUC of the
+   raw and of the relative z-scores, `amygdala.diagnose._detection`), which decides the
+   recommended view;
 3. cross-format transfer (`amygdala.diagnose._transfer`);
 4. optionally a learning curve (`amygdala.diagnose._curve`);
 
@@ -27,26 +30,29 @@ import numpy as np
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._bow import BagOfWords, variant_texts
 from amygdala.diagnose._curve import CURVE_SIZES, CurvePoint, learning_curve
-from amygdala.diagnose._folds import make_fitter
+from amygdala.diagnose._detection import Detection, detection_auc
+from amygdala.diagnose._folds import SHRINKAGE_GRID, make_fitters
 from amygdala.diagnose._intervals import (
     Accuracy,
     Confusion,
     accuracy_with_interval,
     confusion,
 )
-from amygdala.diagnose._nested import TASKS, Items, run_nested
+from amygdala.diagnose._nested import BAND_WIDTHS, TASKS, Items, NestedRun, run_nested
 from amygdala.diagnose._transfer import Transfer, paired_to_stories, stories_to_paired
 from amygdala.errors import CorpusError, UnknownSiteError
 from amygdala.vectors._extract import ExtractionInput, Method, Normalisation
 
 __all__ = ["FORMAT_VERSION", "Evaluation", "MethodEvaluation", "evaluate"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PROTOCOL = (
-    "nested leave-one-scenario-out: for each held-out scenario the layer is chosen by "
-    "cross-validation over the other scenario groups, the method refitted on every other "
-    "scenario at that layer; 95% percentile bootstrap over scenarios (2000 replicates)"
+    "nested leave-one-scenario-out: for each held-out scenario the layer (read-out: layer or "
+    "band of layers) and the probe's shrinkage are chosen by cross-validation over the other "
+    "scenario groups, the method refitted on every other scenario with that choice; 95% "
+    "percentile bootstrap over scenarios (2000 replicates)"
 )
+VIEWS = ("raw", "relative")
 
 
 @attrs.frozen(kw_only=True)
@@ -62,16 +68,30 @@ class MethodEvaluation:
         confusion: ``{task: Confusion}`` of the nested guesses.
         transfer: ``{"paired_to_stories" | "stories_to_paired": Transfer}`` where measurable.
         curve: learning-curve points (empty unless asked for).
+        recommended_band: ``{task: layers}`` the band the whole-corpus inner selection
+            prefers to any single layer (empty when a single layer wins; always empty for
+            the paired task, which chooses single layers).
+        settings: ``{task: {name: value}}`` hyper-parameters the whole-corpus inner
+            selection picks (the probe's ``shrinkage``; empty for untuned methods).
+        chosen_settings: ``{task: {"name=value": held-out scenarios it was chosen for}}``.
+        detection: ``{view: Detection}`` macro AUC of the nested read-out z-scores, raw and
+            relative (each concept minus the mean over concepts).
+        recommended_view: the view with the higher detection AUC.
     """
 
     method: str
     accuracy: dict[str, Accuracy]
-    chosen_layers: dict[str, dict[int, int]]
+    chosen_layers: dict[str, dict[str, int]]
     recommended: dict[str, int]
     per_layer: dict[str, tuple[float, ...]]
     confusion: dict[str, Confusion]
     transfer: dict[str, Transfer] = attrs.field(factory=dict)
     curve: tuple[CurvePoint, ...] = ()
+    recommended_band: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
+    settings: dict[str, dict[str, float]] = attrs.field(factory=dict)
+    chosen_settings: dict[str, dict[str, int]] = attrs.field(factory=dict)
+    detection: dict[str, Detection] = attrs.field(factory=dict)
+    recommended_view: str = "raw"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -80,27 +100,52 @@ class MethodEvaluation:
             conf = self.confusion[task]
             out[task] = {
                 **self.accuracy[task].to_json(), "recommended_layer": self.recommended[task],
-                "chosen_layers": {str(k): v for k, v in sorted(self.chosen_layers[task].items())},
+                "recommended_band": list(self.recommended_band.get(task, ())),
+                "settings": dict(self.settings.get(task, {})),
+                "chosen_layers": dict(sorted(self.chosen_layers[task].items(),
+                                             key=lambda kv: _label_key(kv[0]))),
+                "chosen_settings": dict(sorted(self.chosen_settings.get(task, {}).items())),
                 "per_layer_diagnostic": [round(a, 4) for a in self.per_layer[task]],
                 "per_concept": conf.per_concept(), "confusion": conf.to_json(),
             }
+        out["readout"]["detection"] = {v: d.to_json() for v, d in self.detection.items()}
+        out["readout"]["recommended_view"] = self.recommended_view
         out["transfer"] = {k: v.to_json() for k, v in self.transfer.items()}
         out["learning_curve"] = [p.to_json() for p in self.curve]
         return out
 
     @classmethod
     def from_json(cls, method: str, data: dict[str, Any]) -> MethodEvaluation:
-        """Inverse of `to_json`."""
+        """Inverse of `to_json` (format-2 results have no bands, settings or detection)."""
         return cls(
             method=method,
             accuracy={t: Accuracy.from_json(data[t]) for t in TASKS},
-            chosen_layers={t: {int(k): v for k, v in data[t]["chosen_layers"].items()}
+            chosen_layers={t: {str(k): v for k, v in data[t]["chosen_layers"].items()}
                            for t in TASKS},
             recommended={t: data[t]["recommended_layer"] for t in TASKS},
             per_layer={t: tuple(data[t]["per_layer_diagnostic"]) for t in TASKS},
             confusion={t: Confusion.from_json(data[t]["confusion"]) for t in TASKS},
             transfer={k: Transfer.from_json(v) for k, v in data.get("transfer", {}).items()},
-            curve=tuple(CurvePoint.from_json(p) for p in data.get("learning_curve", [])))
+            curve=tuple(CurvePoint.from_json(p) for p in data.get("learning_curve", [])),
+            recommended_band={t: tuple(data[t].get("recommended_band", ())) for t in TASKS},
+            settings={t: dict(data[t].get("settings", {})) for t in TASKS},
+            chosen_settings={t: dict(data[t].get("chosen_settings", {})) for t in TASKS},
+            detection={v: Detection.from_json(d)
+                       for v, d in data["readout"].get("detection", {}).items()},
+            recommended_view=data["readout"].get("recommended_view", "raw"))
+
+    def recommended_read(self) -> dict[str, Any]:
+        """How to read with this method: ``{"layer", "band", "view", "settings"}``."""
+        return {"layer": self.recommended["readout"],
+                "band": list(self.recommended_band.get("readout", ())),
+                "view": self.recommended_view,
+                "settings": dict(self.settings.get("readout", {}))}
+
+
+def _label_key(label: str) -> tuple[int, int]:
+    """Sort key of a reading label: ``"14"`` -> (14, 14), ``"12-16"`` -> (12, 16)."""
+    first, _, last = label.partition("-")
+    return int(first), int(last or first)
 
 
 @attrs.frozen(kw_only=True)
@@ -160,6 +205,11 @@ class Evaluation:
             "format_version": FORMAT_VERSION, "protocol": PROTOCOL, "settings": self.settings,
             "methods": list(self.methods), "layers": list(self.layers),
             "recommended_layer": dict(self.recommended), "best": best,
+            "recommended_band": {m: list(r.recommended_band.get("readout", ()))
+                                 for m, r in self.results.items()},
+            "recommended_read": {m: r.recommended_read() for m, r in self.results.items()},
+            "recommended_settings": {m: dict(r.settings.get("readout", {}))
+                                     for m, r in self.results.items()},
             "accuracy": {m: [round(float(a), 4) for a in self.accuracy[i]]
                          for i, m in enumerate(self.methods)},
             "accuracy_is": "per-layer leave-one-scenario-out diagnostic (paired task); "
@@ -251,28 +301,61 @@ def _chance(items: Items, task: str, ok: np.ndarray, fitted: np.ndarray) -> floa
     return 1.0 / int(fitted.sum())
 
 
+def _describe(run: NestedRun, column: int, layers: Sequence[int],
+              shrinkages: Sequence[float]) -> tuple[str, dict[str, float]]:
+    """A candidate column's reading label and hyper-parameter settings."""
+    label = run.readings.label(run.reading_of(column), layers)
+    if run.n_fitters == 1:
+        return label, {}
+    return label, {"shrinkage": float(shrinkages[run.fitter_of(column)])}
+
+
 def _method_result(method: str, data: ExtractionInput, corpus: Corpus, items: Items, *,
                    normalisation: Normalisation, folds: int, seed: int,
                    layer_index: int | None, curve: bool, curve_draws: int,
-                   curve_sizes: Sequence[int]) -> MethodEvaluation:
-    fitter = make_fitter(data, corpus, method, normalisation=normalisation,
-                         concepts=items.concepts)
-    run = run_nested(fitter, items, folds=folds, seed=seed, layer_index=layer_index)
+                   curve_sizes: Sequence[int], bands: Sequence[int],
+                   shrinkages: Sequence[float]) -> MethodEvaluation:
+    fitters = make_fitters(data, corpus, method, normalisation=normalisation,
+                           concepts=items.concepts, shrinkages=shrinkages)
+    run = run_nested(fitters, items, folds=folds, seed=seed, layer_index=layer_index,
+                     bands=bands)
     fitted_any = np.zeros(len(items.concepts), bool)
     fitted_any[np.unique(items.truth)] = True
-    accuracy, per_layer, conf, chosen, recommended = {}, {}, {}, {}, {}
+    accuracy: dict[str, Accuracy] = {}
+    per_layer: dict[str, tuple[float, ...]] = {}
+    conf: dict[str, Confusion] = {}
+    chosen: dict[str, dict[str, int]] = {}
+    recommended: dict[str, int] = {}
+    band: dict[str, tuple[int, ...]] = {}
+    settings: dict[str, dict[str, float]] = {}
+    chosen_settings: dict[str, dict[str, int]] = {}
+    size = run.readings.size
     for t, task in enumerate(TASKS):
         ok = run.nested[t] >= 0
         accuracy[task] = accuracy_with_interval(
             run.nested[t, ok] == items.truth[ok], items.scenario[ok],
             chance=_chance(items, task, ok, fitted_any), seed=seed)
-        valid = run.per_layer[t, :, 0] >= 0
+        best = int(run.recommended[t])
+        # The diagnostic: every single layer of the recommended setting.
+        block = run.fitter_of(best) * size
+        layer_cols = run.per_layer[t, :, block:block + run.readings.n_layers]
+        valid = layer_cols[:, 0] >= 0
         per_layer[task] = tuple(float(x) for x in (
-            run.per_layer[t, valid] == items.truth[valid, None]).mean(axis=0))
+            layer_cols[valid] == items.truth[valid, None]).mean(axis=0))
         conf[task] = confusion(items.truth, run.nested[t], items.concepts)
-        layers, counts = np.unique(run.chosen[t], return_counts=True)
-        chosen[task] = {data.layers[int(i)]: int(n) for i, n in zip(layers, counts, strict=True)}
-        recommended[task] = data.layers[int(run.recommended[t])]
+        chosen[task], chosen_settings[task] = {}, {}
+        for column, n in zip(*np.unique(run.chosen[t], return_counts=True), strict=True):
+            label, values = _describe(run, int(column), data.layers, shrinkages)
+            chosen[task][label] = chosen[task].get(label, 0) + int(n)
+            for key in (f"{k}={v:g}" for k, v in values.items()):
+                chosen_settings[task][key] = chosen_settings[task].get(key, 0) + int(n)
+        recommended[task] = data.layers[int(run.recommended_layer[t])]
+        members = run.readings.members(run.reading_of(best))
+        band[task] = tuple(data.layers[i] for i in members) if len(members) > 1 else ()
+        settings[task] = _describe(run, best, data.layers, shrinkages)[1]
+    detection = _detection(run, items, fitted_any, seed)
+    view = max(VIEWS, key=lambda v: (np.nan_to_num(detection[v].value, nan=-1.0),
+                                     v == "raw")) if detection else "raw"
     transfer: dict[str, Transfer] = {}
     for name, fn in (("paired_to_stories", paired_to_stories),
                      ("stories_to_paired", stories_to_paired)):
@@ -285,18 +368,34 @@ def _method_result(method: str, data: ExtractionInput, corpus: Corpus, items: It
             transfer[name] = result
     points: tuple[CurvePoint, ...] = ()
     if curve:
-        points = learning_curve(fitter, items, sizes=curve_sizes, draws=curve_draws,
+        points = learning_curve(fitters[0], items, sizes=curve_sizes, draws=curve_draws,
                                 folds=folds, seed=seed, layer_index=layer_index)
     return MethodEvaluation(method=method, accuracy=accuracy, chosen_layers=chosen,
                             recommended=recommended, per_layer=per_layer, confusion=conf,
-                            transfer=transfer, curve=points)
+                            transfer=transfer, curve=points, recommended_band=band,
+                            settings=settings, chosen_settings=chosen_settings,
+                            detection=detection, recommended_view=view)
+
+
+def _detection(run: NestedRun, items: Items, fitted: np.ndarray,
+               seed: int) -> dict[str, Detection]:
+    """Detection AUC of the nested read-out z-scores, raw and relative."""
+    z = run.readout_z
+    if not np.isfinite(z).any():
+        return {}
+    relative = z - np.nanmean(z, axis=1, keepdims=True)
+    return {"raw": detection_auc(z, items.truth, items.scenario, items.concepts,
+                                 fitted=fitted, seed=seed),
+            "relative": detection_auc(relative, items.truth, items.scenario, items.concepts,
+                                      fitted=fitted, seed=seed)}
 
 
 def evaluate(
     data: ExtractionInput, corpus: Corpus, *, methods: Sequence[Method] = ("paired",),
     normalisation: Normalisation = "standardise", layer: int | None = None, folds: int = 5,
     seed: int = 0, curve: bool = False, curve_draws: int = 3,
-    curve_sizes: Sequence[int] = CURVE_SIZES,
+    curve_sizes: Sequence[int] = CURVE_SIZES, bands: Sequence[int] = BAND_WIDTHS,
+    shrinkages: Sequence[float] = SHRINKAGE_GRID,
 ) -> Evaluation:
     """Nested held-out accuracy, baseline-free read-out and transfer for each method.
 
@@ -311,6 +410,10 @@ def evaluate(
         curve: also measure the learning curve.
         curve_draws: random draws per learning-curve size.
         curve_sizes: learning-curve training-set sizes (``all`` is always added).
+        bands: widths of the layer bands the read-out task may choose (empty: single
+            layers only).
+        shrinkages: the probe's shrinkages to choose among on inner folds (the first is
+            the default; one value: no choice). Other methods have nothing to tune.
 
     Returns:
         An `Evaluation`.
@@ -330,7 +433,8 @@ def evaluate(
     results: dict[str, MethodEvaluation] = {
         m: _method_result(m, data, corpus, items, normalisation=normalisation, folds=folds,
                           seed=seed, layer_index=layer_index, curve=curve,
-                          curve_draws=curve_draws, curve_sizes=curve_sizes) for m in methods}
+                          curve_draws=curve_draws, curve_sizes=curve_sizes, bands=bands,
+                          shrinkages=shrinkages) for m in methods}
     baselines = {**_bow_nested(corpus, items, seed),
                  **_bow_transfer(corpus, items, seed)}
     first = results[methods[0]].accuracy["paired"]
@@ -345,5 +449,6 @@ def evaluate(
         bag_of_words=baselines["paired"].value, results=results, baselines=baselines,
         settings={"folds": folds, "seed": seed, "normalisation": normalisation,
                   "fixed_layer": layer, "learning_curve": curve, "curve_draws": curve_draws,
-                  "bootstrap": 2000},
+                  "bootstrap": 2000, "band_widths": list(bands),
+                  "probe_shrinkages": list(shrinkages)},
     )

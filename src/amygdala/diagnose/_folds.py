@@ -35,7 +35,8 @@ from amygdala.vectors._extract import (
 )
 from amygdala.vectors._methods import neutral_pcs
 
-__all__ = ["Fitter", "FoldFit", "make_fitter", "method_readers", "readers_from_standardised"]
+__all__ = ["SHRINKAGE_GRID", "Fitter", "FoldFit", "make_fitter", "make_fitters", "method_readers",
+           "readers_from_standardised"]
 
 # Methods whose vectors do not depend on the scenarios at all (they read stories only):
 # one fit serves every fold of a paired evaluation.
@@ -102,7 +103,7 @@ def _pack(concepts: Sequence[str], names: Sequence[str], readers: np.ndarray,
 
 
 def _generic(data: ExtractionInput, corpus: Corpus, method: str,
-             normalisation: Normalisation, concepts: Sequence[str]) -> Fitter:
+             normalisation: Normalisation, concepts: Sequence[str], shrinkage: float) -> Fitter:
     cache: dict[bytes, FoldFit] = {}
     shape = data.x.shape[1:]
 
@@ -110,7 +111,7 @@ def _generic(data: ExtractionInput, corpus: Corpus, method: str,
         key = b"all" if method in STORY_ONLY else np.packbits(train).tobytes()
         if key not in cache:
             raw = extract(data, _subcorpus(corpus, train), method=method,  # type: ignore[arg-type]
-                          normalisation=normalisation)
+                          normalisation=normalisation, shrinkage=shrinkage)
             readers, offsets = method_readers(raw)
             cache[key] = _pack(concepts, raw.concepts, readers, offsets, shape)
         return cache[key]
@@ -214,12 +215,12 @@ class _Fast:
         return self._eig[layer]
 
 
-def _fit_paired(fast: _Fast, train: np.ndarray) -> FoldFit:
+def _fit_paired(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     means, fitted = fast.means(fast.diff, train)
     return fast.pack(means, fitted)
 
 
-def _fit_centred(fast: _Fast, train: np.ndarray) -> FoldFit:
+def _fit_centred(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     means, fitted = fast.means(fast.centred, train)
     means = means - means[fitted].mean(axis=0, keepdims=True)
     return fast.pack(means, fitted)
@@ -256,7 +257,7 @@ _POWER_STEPS = 300
 _POWER_TOL = 1e-11
 
 
-def _fit_pca(fast: _Fast, train: np.ndarray) -> FoldFit:
+def _fit_pca(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     gram, slots, rows = fast.padded()
     keep = (slots >= 0) & train[fast.scenario[np.maximum(slots, 0)]]  # [C, nmax]
     fitted = keep.any(axis=1)
@@ -272,7 +273,8 @@ def _fit_pca(fast: _Fast, train: np.ndarray) -> FoldFit:
 
 
 def _probe_solve(fast: _Fast, layer: int, keep: np.ndarray, means: np.ndarray,
-                 n: np.ndarray, fitted: np.ndarray, targets: np.ndarray) -> np.ndarray:
+                 n: np.ndarray, fitted: np.ndarray, targets: np.ndarray,
+                 shrink: float) -> np.ndarray:
     """Shrinkage-LDA weights ``[groups, d]`` at one layer, by the cheaper exact route.
 
     The regularised covariance is ``alpha * S + beta * I`` with ``S`` the within-concept
@@ -281,7 +283,6 @@ def _probe_solve(fast: _Fast, layer: int, keep: np.ndarray, means: np.ndarray,
     of all items (eigendecomposed once per layer) and ``U`` stacks the held-out items and the
     scaled concept means, so Woodbury needs an ``r x r`` system, ``r = held-out + groups``.
     """
-    shrink = _extract.PROBE_SHRINKAGE
     d = fast.shape[1]
     m = means[fitted, layer]
     counts = n[fitted]
@@ -311,7 +312,7 @@ def _probe_solve(fast: _Fast, layer: int, keep: np.ndarray, means: np.ndarray,
     return x @ vecs.T  # type: ignore[no-any-return]
 
 
-def _fit_probe(fast: _Fast, train: np.ndarray) -> FoldFit:
+def _fit_probe(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     keep = train[fast.scenario]
     means, fitted = fast.means(fast.diff, train)
     n = np.bincount(fast.concept[keep], minlength=len(fast.concepts)).astype(np.float64)
@@ -324,11 +325,12 @@ def _fit_probe(fast: _Fast, train: np.ndarray) -> FoldFit:
         sums = m * n[fitted, None]
         rest = (sums.sum(axis=0, keepdims=True) - sums) / np.maximum(total - n[fitted],
                                                                      1)[:, None]
-        out[fitted, layer] = _probe_solve(fast, layer, keep, means, n, fitted, m - rest)
+        out[fitted, layer] = _probe_solve(fast, layer, keep, means, n, fitted, m - rest,
+                                          shrinkage)
     return fast.pack(out, fitted)
 
 
-def _fit_combined(fast: _Fast, train: np.ndarray) -> FoldFit:
+def _fit_combined(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     variants, story_sums, story_counts, pcs = fast.combined_stats()
     w = fast.onehot(train)
     counts = w.sum(axis=1) + story_counts
@@ -345,7 +347,8 @@ def _fit_combined(fast: _Fast, train: np.ndarray) -> FoldFit:
     return fast.pack(out, fitted)
 
 
-_FAST_FITS: dict[str, Callable[[_Fast, np.ndarray], FoldFit]] = {
+# Each fast fit takes the probe's shrinkage; the other methods ignore it.
+_FAST_FITS: dict[str, Callable[[_Fast, np.ndarray, float], FoldFit]] = {
     "paired": _fit_paired, "paired_centred": _fit_centred, "pca": _fit_pca,
     "probe": _fit_probe, "combined": _fit_combined,
 }
@@ -353,7 +356,8 @@ _FAST_FITS: dict[str, Callable[[_Fast, np.ndarray], FoldFit]] = {
 
 def make_fitter(data: ExtractionInput, corpus: Corpus, method: str, *,
                 normalisation: Normalisation = "standardise",
-                concepts: Sequence[str] | None = None, fast: bool = True) -> Fitter:
+                concepts: Sequence[str] | None = None, fast: bool = True,
+                shrinkage: float = _extract.PROBE_SHRINKAGE) -> Fitter:
     """A function from a training mask over ``corpus.scenarios`` to a `FoldFit`.
 
     Args:
@@ -364,6 +368,7 @@ def make_fitter(data: ExtractionInput, corpus: Corpus, method: str, *,
         concepts: the concept axis of every fit (default: the corpus's concepts).
         fast: use the sufficient-statistics fitter when the method has one and the corpus
             has neutral texts (the reference statistics must not come from scenarios).
+        shrinkage: the ``probe``'s covariance shrinkage (other methods ignore it).
 
     Returns:
         The fitter; fits of the same mask are not cached for fast methods (they are cheap).
@@ -372,5 +377,33 @@ def make_fitter(data: ExtractionInput, corpus: Corpus, method: str, *,
     if fast and method in _FAST_FITS and corpus.neutral:
         state = _Fast(data, corpus, normalisation, names)
         fit_one = _FAST_FITS[method]
-        return lambda train: fit_one(state, np.asarray(train, bool))
-    return _generic(data, corpus, method, normalisation, names)
+        return lambda train: fit_one(state, np.asarray(train, bool), shrinkage)
+    return _generic(data, corpus, method, normalisation, names, shrinkage)
+
+
+# Probe shrinkages the nested evaluation chooses among (the default first).
+SHRINKAGE_GRID = (_extract.PROBE_SHRINKAGE, 0.1, 0.9)
+
+
+def make_fitters(data: ExtractionInput, corpus: Corpus, method: str, *,
+                 normalisation: Normalisation = "standardise",
+                 concepts: Sequence[str] | None = None,
+                 shrinkages: Sequence[float] = SHRINKAGE_GRID) -> list[Fitter]:
+    """One fitter per hyper-parameter setting the nested evaluation chooses among.
+
+    Only ``probe`` has a tuned hyper-parameter (its shrinkage, ``shrinkages``, the first
+    being the default); every other method gets one fitter. The fitters share their
+    precomputed statistics.
+    """
+    if method != "probe" or len(shrinkages) <= 1:
+        return [make_fitter(data, corpus, method, normalisation=normalisation,
+                            concepts=concepts, shrinkage=(shrinkages or
+                                                          (_extract.PROBE_SHRINKAGE,))[0])]
+    names = tuple(concepts) if concepts is not None else corpus.concepts
+    if corpus.neutral:
+        state = _Fast(data, corpus, normalisation, names)
+        def probe_at(a: float) -> Fitter:
+            return lambda train: _fit_probe(state, np.asarray(train, bool), a)
+
+        return [probe_at(a) for a in shrinkages]
+    return [_generic(data, corpus, method, normalisation, names, a) for a in shrinkages]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from amygdala.diagnose._evaluate import Evaluation
+    from amygdala.diagnose._evaluate import Evaluation, MethodEvaluation
 
 __all__ = ["render_curve", "render_evaluation", "write_curve_png"]
 
@@ -23,8 +23,8 @@ def render_evaluation(ev: Evaluation) -> str:
     if not ev.results:
         return _render_legacy(ev)
     lines = [
-        "held-out accuracy, 95% bootstrap interval over scenarios; layer chosen on inner "
-        "folds of the training scenarios"
+        "held-out accuracy, 95% bootstrap interval over scenarios; layer (read alone: layer "
+        "or band) and probe shrinkage chosen on inner folds of the training scenarios"
         + (f" (fixed layer {ev.settings.get('fixed_layer')})"
            if ev.settings.get("fixed_layer") is not None else ""),
         f"{'method':<15} {'paired (vs own baseline)':<25} {'read alone (all concepts)':<25} "
@@ -36,7 +36,7 @@ def render_evaluation(ev: Evaluation) -> str:
             f"{m:<15} {_cell(r.accuracy['paired']):<25} {_cell(r.accuracy['readout']):<25} "
             f"{_cell(getattr(r.transfer.get('paired_to_stories'), 'accuracy', None)):<25} "
             f"{_cell(getattr(r.transfer.get('stories_to_paired'), 'accuracy', None)):<25} "
-            f"{r.recommended['paired']}/{r.recommended['readout']}")
+            f"{r.recommended['paired']}/{_reading(r)}")
     b = ev.baselines
     lines.append(f"{'bag-of-words':<15} {_cell(b.get('paired')):<25} "
                  f"{_cell(b.get('readout')):<25} {_cell(b.get('paired_to_stories')):<25} "
@@ -49,8 +49,21 @@ def render_evaluation(ev: Evaluation) -> str:
                  "(inner selection on the whole corpus) for paired/read")
     for m in ev.methods:
         r = ev.results[m]
-        chosen = ", ".join(f"{k}:{v}" for k, v in sorted(r.chosen_layers["paired"].items()))
-        lines.append(f"  {m}: layers chosen per held-out scenario (paired) {chosen}")
+        for task in ("paired", "readout"):
+            chosen = ", ".join(f"{k}:{v}" for k, v in r.chosen_layers[task].items())
+            settings = ", ".join(f"{k}:{v}" for k, v in r.chosen_settings.get(task, {}).items())
+            lines.append(f"  {m}: chosen per held-out scenario ({task}) {chosen}"
+                         + (f"; {settings}" if settings else ""))
+    detection = [m for m in ev.methods if ev.results[m].detection]
+    if detection:
+        lines += ["", "detection (read alone): macro AUC of each concept's z between its "
+                  "variants and all others, nested; relative = z minus the mean over concepts",
+                  f"{'method':<15} {'raw':<25} {'relative':<25} view"]
+        for m in detection:
+            r = ev.results[m]
+            cells = [f"{d.value:.3f} [{d.low:.3f}, {d.high:.3f}]"
+                     for d in (r.detection["raw"], r.detection["relative"])]
+            lines.append(f"{m:<15} {cells[0]:<25} {cells[1]:<25} {r.recommended_view}")
     curves = [render_curve(ev, m) for m in ev.methods if ev.results[m].curve]
     if curves:
         lines += ["", *curves]
@@ -61,6 +74,14 @@ def render_evaluation(ev: Evaluation) -> str:
         lines.append(f"{layer:>5} " + " ".join(f"{ev.accuracy[mi, li]:>14.3f}"
                                                for mi in range(len(ev.methods))))
     return "\n".join(lines)
+
+
+def _reading(r: MethodEvaluation) -> str:
+    """The recommended read-out layer, or band ``a-b``, and shrinkage when tuned."""
+    band = r.recommended_band.get("readout", ())
+    text = f"{band[0]}-{band[-1]}" if band else str(r.recommended["readout"])
+    shrink = r.settings.get("readout", {}).get("shrinkage")
+    return text + (f" (a={shrink:g})" if shrink is not None else "")
 
 
 def _render_legacy(ev: Evaluation) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "NeutralTextsError",
     "Readout",
     "ReadoutStats",
+    "RecommendedRead",
     "bundle_from_stats",
     "compute_stats",
     "load_or_compute_stats",
@@ -56,6 +57,7 @@ __all__ = [
     "read",
     "read_generation",
     "recommended_from_evaluation",
+    "recommended_read",
     "score_tokens",
     "zscore_tokens",
 ]
@@ -430,35 +432,75 @@ def read(backend: Backend, vectors: SteeringVectorSet, text: str, *, layer: int,
                    relative=relative, skip=stats.skip, skip_source=stats.skip_source)
 
 
+@attrs.frozen(kw_only=True)
+class RecommendedRead:
+    """How ``evaluation.json`` says to read a run's vectors.
+
+    Attributes:
+        layer: the read-out's best single layer (None when the file names none).
+        band: the band of layers to average, when the inner selection preferred one.
+        view: ``raw`` or ``relative`` (the one with the higher nested detection AUC).
+        source: where the values came from, for messages.
+    """
+
+    layer: int | None
+    band: tuple[int, ...] = ()
+    view: str = "raw"
+    source: str = "defaults (no evaluation.json)"
+
+    @property
+    def layers(self) -> list[int]:
+        """The layers to read: the band, else the layer (empty when neither is known)."""
+        return list(self.band) if self.band else ([] if self.layer is None else [self.layer])
+
+
+def recommended_read(run_dir: Path | str | None, method: str) -> RecommendedRead:
+    """The recommended read-out of ``method`` in ``RUN_DIR/evaluation.json``.
+
+    Format 3 files name it in ``recommended_read[method]`` (layer, band, view, chosen on
+    inner folds of the baseline-free task); older files give the paired task's
+    ``recommended_layer[method]`` and no band or view.
+    """
+    path = None if run_dir is None else Path(run_dir) / EVALUATION_FILE
+    if path is None or not path.is_file():
+        return RecommendedRead(layer=None)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return RecommendedRead(layer=None, source=f"defaults ({path} is unreadable)")
+
+    def as_ints(value: Any) -> tuple[int, ...]:
+        if isinstance(value, int):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            return tuple(value)
+        return ()
+
+    entry = (data.get("recommended_read") or {}).get(method)
+    if isinstance(entry, dict):
+        layer = as_ints(entry.get("layer"))
+        view = entry.get("view") if entry.get("view") in ("raw", "relative") else "raw"
+        return RecommendedRead(layer=layer[0] if layer else None,
+                               band=as_ints(entry.get("band")), view=str(view),
+                               source=f"{path} (read-out, chosen on inner folds)")
+    layer = as_ints((data.get("recommended_layer") or {}).get(method))
+    return RecommendedRead(layer=layer[0] if layer else None,
+                           band=as_ints((data.get("recommended_band") or {}).get(method)),
+                           source=f"{path} (paired task's layer; an older evaluation)")
+
+
 def recommended_from_evaluation(run_dir: Path | str | None,
                                 method: str) -> tuple[list[int], list[int]]:
-    """The recommended layer(s) and band of ``method`` in ``RUN_DIR/evaluation.json``.
-
-    Reads ``recommended_layer[method]`` (an int or a list) and, when present,
-    ``recommended_band[method]``; returns empty lists when the file or field is missing.
-    """
-    if run_dir is None or not (Path(run_dir) / EVALUATION_FILE).is_file():
-        return [], []
-    try:
-        data = json.loads((Path(run_dir) / EVALUATION_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return [], []
-
-    def as_list(value: Any) -> list[int]:
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, list) and all(isinstance(v, int) for v in value):
-            return list(value)
-        return []
-
-    layers = as_list((data.get("recommended_layer") or {}).get(method))
-    band = as_list((data.get("recommended_band") or {}).get(method))
-    return layers, band
+    """The recommended read-out layer(s) and band of ``method`` (see `recommended_read`);
+    empty lists when the file or field is missing."""
+    rec = recommended_read(run_dir, method)
+    return ([] if rec.layer is None else [rec.layer]), list(rec.band)
 
 
 def bundle_from_stats(vectors: SteeringVectorSet, stats: ReadoutStats, *,
                       recommended_layers: Sequence[int], band: Sequence[int] = (),
-                      shared: Mapping[str, Any] | None = None) -> ReadoutBundle:
+                      shared: Mapping[str, Any] | None = None,
+                      view: str = "raw") -> ReadoutBundle:
     """The read-out bundle of ``vectors`` with the neutral statistics ``stats``.
 
     Raises:
@@ -472,7 +514,8 @@ def bundle_from_stats(vectors: SteeringVectorSet, stats: ReadoutStats, *,
             f"concepts {list(vectors.concepts)}: recompute them with compute_stats")
     return vectors.readout_bundle(
         neutral_mean=stats.mean, neutral_std=stats.std, n_neutral_tokens=stats.n_tokens,
-        skip=stats.skip, recommended_layers=recommended_layers, band=band, shared=shared)
+        skip=stats.skip, recommended_layers=recommended_layers, band=band, shared=shared,
+        view=view)
 
 
 def read_generation(
@@ -542,17 +585,17 @@ def export_run_bundle(run_dir: Path | str, backend: Backend, vectors: SteeringVe
     the recommended layer(s) and recorded in ``readout.json``.
     """
     stats = load_or_compute_stats(run_dir, backend, vectors, corpus=corpus)
-    layers, band = recommended_from_evaluation(run_dir, vectors.method)
-    layers = [x for x in layers if x in vectors.layers]
-    band = [x for x in band if x in vectors.layers]
+    rec = recommended_read(run_dir, vectors.method)
+    layers = [x for x in ([] if rec.layer is None else [rec.layer]) if x in vectors.layers]
+    band = [x for x in rec.band if x in vectors.layers]
     shared = None
     if data is not None and emotional_ids:
-        chosen = layers or [vectors.layers[len(vectors.layers) // 2]]
+        chosen = band or layers or [vectors.layers[len(vectors.layers) // 2]]
         rows = data.rows(list(emotional_ids))
         hidden = {x: rows[:, data.layers.index(x)] for x in chosen}
         shared = shared_component(vectors, stats, hidden, chosen,
                                   measured_on=f"{len(emotional_ids)} pooled corpus texts "
                                               "(variants and stories)")
     bundle = bundle_from_stats(vectors, stats, recommended_layers=layers, band=band,
-                               shared=shared)
+                               shared=shared, view=rec.view)
     return bundle.save(run_dir)

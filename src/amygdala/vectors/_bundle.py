@@ -90,6 +90,8 @@ class ReadoutBundle:
         fit_pooling: the token pooling the vectors were fit with.
         recommended_layers: the layer(s) to read (from ``evaluation.json`` when present).
         band: a recommended band of layers for the multi-layer read-out (may be empty).
+        view: the recommended view, ``raw`` or ``relative`` (the one with the higher nested
+            detection AUC in ``evaluation.json``; ``raw`` when not measured).
         method, normalisation: of the vectors.
         shared: share of each concept's score variance explained by the mean over
             concepts (``{"layer": L, "per_concept": {...}, "mean": x, "measured_on": ...}``),
@@ -108,6 +110,7 @@ class ReadoutBundle:
     fit_pooling: str
     recommended_layers: tuple[int, ...] = attrs.field(converter=_ints)
     band: tuple[int, ...] = attrs.field(default=(), converter=_ints)
+    view: str = attrs.field(default="raw", validator=attrs.validators.in_(("raw", "relative")))
     method: str
     normalisation: str
     shared: Mapping[str, Any] = attrs.field(factory=dict)
@@ -177,6 +180,7 @@ class ReadoutBundle:
             "recommended_layers": list(self.recommended_layers), "band": list(self.band),
             "band_rule": "z = mean over the band's layers of each layer's z",
             "relative_rule": "relative z[c] = z[c] - mean over concepts of z",
+            "recommended_view": self.view,
             "shared_component": dict(self.shared),
             "method": self.method, "normalisation": self.normalisation,
             "provenance": dict(self.provenance),
@@ -218,7 +222,8 @@ class ReadoutBundle:
                              for x in layers},
                 skip=int(meta["skip"]), n_neutral_tokens=int(meta["n_neutral_tokens"]),
                 fit_pooling=meta["fit_pooling"], recommended_layers=meta["recommended_layers"],
-                band=meta.get("band", []), method=meta["method"],
+                band=meta.get("band", []), view=meta.get("recommended_view", "raw"),
+                method=meta["method"],
                 normalisation=meta["normalisation"], shared=meta.get("shared_component", {}),
                 provenance=meta.get("provenance", {}))
         except (KeyError, TypeError) as exc:

@@ -177,6 +177,7 @@ def paired_differences(data: ExtractionInput, corpus: Corpus, concept: str) -> n
 def extract(
     data: ExtractionInput, corpus: Corpus, *, method: Method = "paired",
     normalisation: Normalisation = "standardise", concepts: Sequence[str] | None = None,
+    shrinkage: float = PROBE_SHRINKAGE,
 ) -> RawDirections:
     """Compute one unit direction per concept and layer.
 
@@ -187,6 +188,7 @@ def extract(
         normalisation: ``raw`` or ``standardise`` (divide each dimension by its
             spread over neutral texts, or baselines when there are none).
         concepts: which concepts (default: all the method can see).
+        shrinkage: the ``probe``'s covariance shrinkage in (0, 1) (other methods ignore it).
 
     Returns:
         `RawDirections` with raw-space writing directions, readers and offsets.
@@ -202,6 +204,8 @@ def extract(
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; expected one of "
                          f"{', '.join(NORMALISATIONS)}")
+    if not 0.0 < shrinkage < 1.0:
+        raise ValueError(f"shrinkage must be in (0, 1), got {shrinkage}")
     available = _available(corpus, method)
     chosen = list(concepts) if concepts is not None else available
     missing = [c for c in chosen if c not in available]
@@ -215,7 +219,7 @@ def extract(
     v = views(data, corpus, mean, std)
     write = read = _estimate(v, method, chosen, neutral=bool(corpus.neutral))
     if method == "probe":
-        write, read = _methods.probe(v, chosen)
+        write, read = _methods.probe(v, chosen, shrinkage=shrinkage)
     for name, array in (("writing", write), ("reading", read)):
         _check_usable(array, method, name, chosen, data.layers)
     # Back to raw space: a step u in standardised space is u * std in raw space.

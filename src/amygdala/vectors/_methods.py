@@ -189,13 +189,15 @@ def pca(v: Views, concepts: Sequence[str]) -> np.ndarray:
     return np.stack(out)
 
 
-def probe(v: Views, concepts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def probe(v: Views, concepts: Sequence[str], *,
+          shrinkage: float = PROBE_SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest shrinkage LDA on the paired differences.
 
     Returns:
         ``(write, read)``: the mean difference ``m_c - m_rest`` (steers) and the LDA
         weight ``((1 - a) S + a tr(S)/d I)^-1 (m_c - m_rest)`` (reads), where ``S`` is the
-        pooled within-concept covariance of the differences and ``a`` `PROBE_SHRINKAGE`.
+        pooled within-concept covariance of the differences and ``a`` the ``shrinkage``
+        (default `PROBE_SHRINKAGE`; `amygdala evaluate` chooses it on inner folds).
     """
     names = v.corpus.paired_concepts
     _need_two("probe", names, "paired variants")
@@ -209,8 +211,8 @@ def probe(v: Views, concepts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         # With one text per concept there is no within-concept spread (S = 0): the LDA
         # weight is then the mean difference itself (identity ridge), not a singular solve.
         spread = np.trace(cov) / d
-        ridge = PROBE_SHRINKAGE * spread if spread > 0 else 1.0 / d  # as the fast refit
-        reg = (1 - PROBE_SHRINKAGE) * cov + ridge * np.eye(d)
+        ridge = shrinkage * spread if spread > 0 else 1.0 / d  # as the fast refit
+        reg = (1 - shrinkage) * cov + ridge * np.eye(d)
         targets = []
         for concept in concepts:
             rest = np.concatenate([g[:, layer] for c, g in groups.items() if c != concept])

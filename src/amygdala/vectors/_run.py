@@ -141,6 +141,7 @@ def config_from_json(config: Mapping[str, Any]) -> TrainConfig:
         store_dtype=config.get("store_dtype") or defaults.store_dtype,
         device=str(config.get("device") or defaults.device),
         dtype=str(config.get("dtype") or defaults.dtype),
+        shrinkage=None if config.get("shrinkage") is None else float(config["shrinkage"]),
     )
 
 

@@ -391,7 +391,7 @@ class SteeringVectorSet:
         self, *, neutral_mean: Mapping[int, np.ndarray],
         neutral_std: Mapping[int, np.ndarray], n_neutral_tokens: int, skip: int = 2,
         recommended_layers: Sequence[int] = (), band: Sequence[int] = (),
-        shared: Mapping[str, Any] | None = None,
+        shared: Mapping[str, Any] | None = None, view: str = "raw",
     ) -> ReadoutBundle:
         """The read-out bundle (`amygdala.vectors._bundle`) of these vectors.
 
@@ -408,6 +408,7 @@ class SteeringVectorSet:
             recommended_layers: layer(s) to read by default (default: the middle layer).
             band: a band of layers for the multi-layer read-out.
             shared: the shared-component measurement to record.
+            view: the recommended view (``raw`` or ``relative``).
         """
         return ReadoutBundle(
             concepts=self.concepts, layers=self.layers,
@@ -418,5 +419,5 @@ class SteeringVectorSet:
             skip=skip, n_neutral_tokens=n_neutral_tokens,
             fit_pooling=str(self.provenance.get("pooling", "unknown")),
             recommended_layers=list(recommended_layers) or [self.layers[len(self.layers) // 2]],
-            band=band, method=self.method, normalisation=self.normalisation,
+            band=band, view=view, method=self.method, normalisation=self.normalisation,
             shared=dict(shared or {}), provenance=self.provenance)

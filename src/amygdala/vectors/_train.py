@@ -22,7 +22,14 @@ from amygdala.backends._registry import Backend, get_backend
 from amygdala.corpus._model import Corpus
 from amygdala.errors import UnknownSiteError
 from amygdala.store._store import ActivationStore, StoreDtype
-from amygdala.vectors._extract import ExtractionInput, Method, Normalisation, extract, reference_ids
+from amygdala.vectors._extract import (
+    PROBE_SHRINKAGE,
+    ExtractionInput,
+    Method,
+    Normalisation,
+    extract,
+    reference_ids,
+)
 from amygdala.vectors._files import RUN_FILE
 from amygdala.vectors._set import SteeringVectorSet
 
@@ -69,6 +76,9 @@ class TrainConfig:
         dtype: the model's parameter dtype: ``float32`` (default), ``bfloat16`` or
             ``float16``. Pooled statistics are float32 either way; the dtype is part
             of the model fingerprint, so each dtype has its own activation store.
+        shrinkage: the ``probe``'s covariance shrinkage; None (default): the library's
+            train job (`amygdala.train`) chooses it on inner folds of the nested evaluation
+            and refits with it (`PROBE_SHRINKAGE` when there is no evaluation).
     """
 
     model: str = DEFAULT_MODEL
@@ -82,6 +92,13 @@ class TrainConfig:
     store_dtype: StoreDtype = "float32"
     device: str = "auto"
     dtype: DtypeName = attrs.field(default="float32", converter=_dtype_name)
+    shrinkage: float | None = attrs.field(default=None)
+
+    @shrinkage.validator
+    def _check_shrinkage(self, _attribute: object, value: float | None) -> None:
+        if value is not None and not 0.0 < value < 1.0:
+            raise ValueError(f"shrinkage must lie strictly between 0 and 1, got {value}; "
+                             "leave it unset to choose it on inner folds")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -90,7 +107,8 @@ class TrainConfig:
                 "layers": None if self.layers is None else list(self.layers),
                 "pooling": self.pooling.key, "batch_size": self.batch_size,
                 "store": None if self.store is None else str(self.store),
-                "store_dtype": self.store_dtype, "device": self.device, "dtype": self.dtype}
+                "store_dtype": self.store_dtype, "device": self.device, "dtype": self.dtype,
+                "shrinkage": self.shrinkage}
 
 
 @attrs.frozen(kw_only=True)
@@ -222,7 +240,8 @@ def train(
             f"layers {bad} do not exist; this model has layers 0..{n_layers - 1}")
     data, captured = capture_corpus(session, corpus, layers, batch_size=config.batch_size,
                                     progress=progress)
-    raw = extract(data, corpus, method=config.method, normalisation=config.normalisation)
+    raw = extract(data, corpus, method=config.method, normalisation=config.normalisation,
+                  shrinkage=PROBE_SHRINKAGE if config.shrinkage is None else config.shrinkage)
     resid_norm = typical_token_norm(session, corpus, layers, config.pooling)
     provenance = {
         "model_id": session.loaded.model_id, "model_fingerprint": session.loaded.fingerprint,
