@@ -171,9 +171,11 @@ def test_json_round_trip(tmp_path: Path) -> None:
     u = _reader(get_backend("torch", tiny_llama()))
     circuit = circuit_from_pairs(get_backend("torch", tiny_llama()), concept="x", pairs=PAIRS,
                                  reader=u, layer=1, keep_neurons=30)
-    path = circuit.save(tmp_path / "c" / "x.json", extra={"experiments": {"a": 1}})
+    path = circuit.save(tmp_path / "c", extra={"experiments": {"a": 1}})
+    assert path == tmp_path / "c" / "x.json"
     loaded = Circuit.load(path)
     assert loaded == circuit
+    assert Circuit.load(tmp_path / "c", concept="x") == circuit
     assert loaded.params == circuit.params
     assert json.loads(path.read_text())["experiments"] == {"a": 1}
     assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
@@ -454,8 +456,8 @@ def test_real_circuit_beats_random_neurons(small_run_copy: Any) -> None:
     rise = next(e for e in result.enhancement if e.kind == "neurons").rise
     assert rise > 0  # scaling the circuit up raises the projection
     # The circuit file round-trips with its experiments attached.
-    path = circuit.save(run.run_dir / "circuits" / "afraid.json",
-                        extra={"experiments": result.to_json()})
+    path = circuit.save(run.run_dir / "circuits", extra={"experiments": result.to_json()})
+    assert path.name == "afraid.json"
     assert Circuit.load(path) == circuit
     assert attrs.evolve(circuit, params={}) == circuit  # params do not take part in equality
 
