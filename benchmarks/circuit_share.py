@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from amygdala._io import json_finite
+
 KINDS = ("neurons", "heads")
 PROCEDURES = (("in_sample", "experiments"), ("crossfit", "crossfit"))
 
@@ -106,14 +108,6 @@ def shares(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _pct(x: Any) -> str:
@@ -187,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "percentile of the random-k fall; 3x: top fall >= 3 x the "
                                 "mean random fall (in-sample only)"}
         tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(_finite(payload), indent=1, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(json_finite(payload), indent=1, allow_nan=False) + "\n")
         tmp.replace(args.out)
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from typing import Any
 
 from amygdala.errors import AmygdalaError, MissingDependencyError
 
-__all__ = ["colormap", "figure", "read_json", "write_atomic", "write_atomic_with", "write_figure",
-           "write_json"]
+__all__ = ["colormap", "figure", "json_finite", "read_json", "write_atomic", "write_atomic_with",
+           "write_figure", "write_json"]
 
 # mkstemp creates files readable by their owner only; outputs are meant to be shared.
 _FILE_MODE = 0o644
@@ -78,6 +79,21 @@ def write_json(path: Path | str, data: Any, *, indent: int | None = 2,
     text = (json.dumps(data, separators=(",", ":")) if compact
             else json.dumps(data, indent=indent))
     return write_atomic(path, (text + "\n").encode())
+
+
+def json_finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so it is valid JSON.
+
+    >>> json_finite({"a": [1.0, float("nan")], "b": (float("inf"),)})
+    {'a': [1.0, None], 'b': [None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_finite(v) for v in value]
+    return value
 
 
 def read_json(path: Path | str, *, error: type[AmygdalaError], hint: str) -> Any:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from amygdala._codec import from_data, to_data
-from amygdala._io import figure, write_figure, write_json
+from amygdala._io import figure, json_finite, write_figure, write_json
 from amygdala._types import Site
 from amygdala.backends._registry import Ablation, Backend, Generation
 from amygdala.intervene._judge import Judge, judge_report
@@ -246,7 +246,7 @@ class SteerEvaluation:
     def save(self, run_dir: Path | str, *, path: Path | str | None = None) -> Path:
         """Write ``RUN_DIR/eval_steer.json`` (or ``path``) atomically; return where."""
         path = Path(path) if path is not None else Path(run_dir) / RESULT_FILE
-        return write_json(path, _finite(self.to_json()), indent=1)
+        return write_json(path, json_finite(self.to_json()), indent=1)
 
     def render(self) -> str:
         """The per-concept table: best fluent strength for vectors and circuits."""
@@ -322,14 +322,6 @@ class SteerEvaluation:
         return [write_figure(fig, out / "success_vs_strength.png", dpi=110, tight=False)]
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 @attrs.frozen(kw_only=True)
