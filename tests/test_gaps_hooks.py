@@ -1,6 +1,7 @@
-"""Hooked-backend gaps found by mutation testing (benchmarks/mutants.py): chat prompts,
-sampling temperature, length-sorted batches, the trace's sites, observing a positional
-call, ``resid_mid`` when a block gets its input by keyword, and the weight maps.
+"""Hooked-backend gaps found by mutation testing (benchmarks/mutants.py): chat prompts
+(one BOS), sampling (temperature; a model's own top_k/top_p left out), length-sorted
+batches, the trace's sites, observing a positional call, ``resid_pre``/``resid_mid``
+edits when a block gets its input by keyword, and the weight maps.
 
 Expected values come from the tokenizer, the model's own weights or greedy decoding,
 never from the function under test.
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala._types import Site
+from amygdala._types import Point, Site
 from amygdala.backends._registry import Backend, Edit, get_backend
 from amygdala.errors import UnknownSiteError
 from tests.conftest import tiny_llama
@@ -51,6 +52,51 @@ def test_sampling_at_a_tiny_temperature_is_greedy(backend: Backend) -> None:
     assert hot != greedy  # the test can tell a temperature that is ignored
 
 
+def test_sampling_ignores_the_top_k_and_top_p_a_model_ships_with(backend: Backend) -> None:
+    # A shipped generation_config.json often sets top_k/top_p; generate samples from
+    # softmax(logits / temperature) alone. Expected tokens: torch.multinomial by hand.
+    model: Any = backend.loaded.model  # type: ignore[attr-defined]
+    ids = backend.prompt_ids(PROMPT)
+    with torch.inference_mode():
+        logits = model(ids).logits[0, -1]
+    config = model.generation_config
+    saved = (config.top_k, config.top_p)
+    config.top_k, config.top_p = 3, 0.05
+    try:
+        for temperature in (1.0, 0.7):
+            got, want = [], []
+            for seed in range(12):
+                out = backend.generate(PROMPT, max_new_tokens=1, do_sample=True,
+                                       temperature=temperature, seed=seed)
+                got.append(out.token_ids[-1])
+                torch.manual_seed(seed)
+                probs = torch.softmax(logits / temperature, dim=-1)
+                want.append(int(torch.multinomial(probs, 1)))
+            assert got == want
+            top3 = set(torch.topk(logits, 3).indices.tolist())
+            assert set(want) - top3  # the draw can tell a top_k of 3 that leaks in
+    finally:
+        config.top_k, config.top_p = saved
+
+
+def test_chat_prompts_keep_one_bos_when_the_tokenizer_adds_one() -> None:
+    # Chat templates write the BOS themselves; a tokenizer that also adds one (Llama's
+    # does) must not add a second when the templated text is tokenized.
+    from tokenizers import processors
+
+    loaded = tiny_llama()
+    tok: Any = loaded.tokenizer
+    bos = tok.bos_token_id
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", bos)])
+    tok.chat_template = "{{ bos_token }}" + TEMPLATE
+    bos_backend = get_backend("torch", loaded)
+    chat = [bos] + tok("<<The cat sat>>A:", add_special_tokens=False)["input_ids"]
+    plain = [bos] + tok(PROMPT, add_special_tokens=False)["input_ids"]
+    assert bos_backend.prompt_ids(PROMPT, chat=True)[0].tolist() == chat
+    assert bos_backend.prompt_ids(PROMPT)[0].tolist() == plain
+
+
 def test_batches_are_sorted_by_token_length(backend: Backend) -> None:
     texts = ["a much longer text than the others", "hi", "medium text", "hi", "x"]
     tok: Any = backend.tokenizer
@@ -80,8 +126,10 @@ def test_observing_sees_ids_passed_positionally(backend: Backend) -> None:
     assert seen[0].tolist() == ids.tolist()
 
 
-def test_resid_mid_edit_works_when_the_block_gets_its_input_by_keyword(
-        backend: Backend) -> None:
+@pytest.mark.parametrize("point", ["resid_pre", "resid_mid"])
+def test_an_edit_works_when_the_block_gets_its_input_by_keyword(
+        backend: Backend, point: Point) -> None:
+    # The HF families mapped today pass the block input positionally; a user map may not.
     model: Any = backend.loaded.model  # type: ignore[attr-defined]
     layer = model.model.layers[0]
     torch.manual_seed(0)
@@ -101,7 +149,7 @@ def test_resid_mid_edit_works_when_the_block_gets_its_input_by_keyword(
         return out[0] if isinstance(out, tuple) else out
 
     plain = run(by_keyword=True)
-    with backend.editing([Edit(site=Site(layer=0, point="resid_mid"), vector=vector)]):
+    with backend.editing([Edit(site=Site(layer=0, point=point), vector=vector)]):
         positional, keyword = run(by_keyword=False), run(by_keyword=True)
     torch.testing.assert_close(keyword, positional)
     assert not torch.allclose(keyword, plain)
