@@ -171,6 +171,7 @@ def run_module(module: str, args: argparse.Namespace, equivalent: dict[str, str]
     work = prepare(module, args.commit)
     source = CORE[module]
     began = time.monotonic()
+    load_before = os.getloadavg()
     # Generation only (mutmut's own first step, without its test runs): the names to draw
     # from. `mutmut run` below finds the mutants in place and keeps them.
     subprocess.run([sys.executable, "-c", _GENERATE], cwd=work, check=True,
@@ -212,6 +213,9 @@ def run_module(module: str, args: argparse.Namespace, equivalent: dict[str, str]
         "killed_share_without_equivalent": round(share_eq, 3),
         "interval_95_without_equivalent": wilson(len(killed), effective),
         "seconds": round(time.monotonic() - began, 1), "mutmut_status": status,
+        "sample": args.sample, "seed": args.seed, "max_children": args.max_children,
+        # 1-minute load average as the module started and ended (the machine is shared).
+        "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -244,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     entry = results.get(args.label) or {}
     report: dict[str, object] = dict(entry.get("modules", {}))  # other modules' runs stay
+    command = "nox -s mutants -- " + " ".join(argv if argv is not None else sys.argv[1:])
     for module in modules:
-        report[module] = {**run_module(module, args, equivalent), "commit": args.commit}
+        report[module] = {**run_module(module, args, equivalent), "commit": args.commit,
+                          "command": command}
         results[args.label] = {
-            "command": "nox -s mutants -- " + " ".join(
-                argv if argv is not None else sys.argv[1:]),
+            # The latest command; each module keeps the command, sample and commit of its run.
+            "command": command,
             "tool": "mutmut " + _version("mutmut"), "sample_per_module": args.sample,
             "seed": args.seed, "max_children": args.max_children,
             "module_timeout": args.module_timeout,
