@@ -1,7 +1,8 @@
 """Hooked-backend gaps found by mutation testing (benchmarks/mutants.py): chat prompts
 (one BOS), sampling (temperature; a model's own top_k/top_p left out), length-sorted
 batches, the trace's sites, observing a positional call, ``resid_pre``/``resid_mid``
-edits when a block gets its input by keyword, and the weight maps.
+edits when a block gets its input by keyword, edit positions from each row's position_ids,
+the generated text, the mean-ablation width check, and the weight maps.
 
 Expected values come from the tokenizer, the model's own weights or greedy decoding,
 never from the function under test.
@@ -16,8 +17,8 @@ import pytest
 import torch
 
 from amygdala._types import Point, Site
-from amygdala.backends._registry import Backend, Edit, get_backend
-from amygdala.errors import UnknownSiteError
+from amygdala.backends._registry import Ablation, Backend, Edit, get_backend
+from amygdala.errors import DimensionMismatchError, UnknownSiteError
 from tests.conftest import tiny_llama
 
 PROMPT = "The cat sat"
@@ -171,3 +172,44 @@ def test_weight_maps_are_the_model_weights_in_residual_orientation(backend: Back
                 heads[head].numpy(), o_proj[:, head * d.d_head:(head + 1) * d.d_head].T.numpy())
     with pytest.raises(UnknownSiteError):
         backend.head_out_weights(d.n_layers)
+
+
+def test_edit_positions_follow_the_position_ids_of_each_row(backend: Backend) -> None:
+    # A batched call that passes position_ids (left padding): an edit on absolute
+    # positions [2, 4) lands on tokens 2-3 of the unpadded row and 4-5 of the row padded
+    # by two. resid_pre of layer 1 is what layer 0 wrote, so it shows the edit alone.
+    model: Any = backend.loaded.model  # type: ignore[attr-defined]
+    ids = torch.tensor([[40, 41, 42, 43, 44, 45], [0, 0, 50, 51, 52, 53]])
+    mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 3]])
+    vector = torch.linspace(-1.0, 1.0, backend.dims.d_model)
+    seen = Site(layer=1, point="resid_pre")
+
+    def run(edits: list[Edit]) -> torch.Tensor:
+        with backend.tracing([seen]) as trace, backend.editing(edits), torch.inference_mode():
+            model(input_ids=ids, attention_mask=mask, position_ids=position_ids)
+        return trace.steps[seen][0]
+
+    shift = run([Edit(site=Site(layer=0), vector=vector, start=2, stop=4)]) - run([])
+    expected = torch.zeros(2, 6, backend.dims.d_model)
+    expected[0, 2:4] = vector
+    expected[1, 4:6] = vector
+    torch.testing.assert_close(shift, expected, rtol=0, atol=1e-5)
+
+
+def test_generated_text_is_the_decoded_new_tokens(backend: Backend) -> None:
+    out = backend.generate(PROMPT, max_new_tokens=5)
+    tok: Any = backend.tokenizer
+    new = list(out.token_ids[out.prompt_len:])
+    assert len(new) == 5
+    assert out.text == tok.decode(new, skip_special_tokens=True)
+    assert out.prompt_len == len(tok(PROMPT)["input_ids"])
+
+
+def test_mean_ablation_with_means_of_the_wrong_width_names_both_shapes(
+        backend: Backend) -> None:
+    bad = Ablation(layer=0, component="neurons", indices=[0], mode="mean",
+                   means=torch.zeros(5))
+    with pytest.raises(DimensionMismatchError,
+                       match=rf"needs means of shape \({backend.dims.d_mlp},\), got \(5,\)$"):
+        backend.ablating([bad])

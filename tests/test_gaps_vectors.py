@@ -384,3 +384,49 @@ def test_save_pretrained_round_trips(tmp_path: Path) -> None:
     back = SteeringVectorSet.from_pretrained(tmp_path / "hub")
     for name in ARRAYS:
         np.testing.assert_allclose(getattr(back, name), getattr(vs, name), err_msg=name)
+
+
+def test_combined_and_subspace_raw_norms_by_hand() -> None:
+    # combined: a concept's positives (paired variants and stories), mean minus the mean
+    # of the other concepts' means. subspace: the matched contrasts M_pos - M_base as one
+    # raw-space difference: (variant - baseline) and (story - neutral mean), each weighted
+    # by its share of the concept's positives. Norms over d, per layer.
+    corpus, data, stories = with_stories()
+    row = {id_: i for i, id_ in enumerate(data.ids)}
+    x = data.x.astype(np.float64)
+
+    def positives(concept: str) -> np.ndarray:
+        ids = [s.variants[concept].id for s in corpus.scenarios]
+        ids += [t.id for t in corpus.stories if t.concept == concept]
+        return x[[row[i] for i in ids]]
+
+    means = {c: positives(c).mean(0) for c in CONCEPTS}
+    neutral = x[[row[t.id] for t in corpus.neutral]].mean(0)
+    combined = extract(data, corpus, method="combined")
+    subspace = extract(data, corpus, method="subspace")
+    for i, concept in enumerate(combined.concepts):
+        others = np.mean([means[c] for c in CONCEPTS if c != concept], axis=0)
+        np.testing.assert_allclose(combined.raw_norm[i],
+                                   np.linalg.norm(means[concept] - others, axis=-1), rtol=1e-5)
+        n_st = len(stories.get(concept, ()))
+        n_sc = len(corpus.scenarios)
+        paired = np.mean([x[row[s.variants[concept].id]] - x[row[s.baseline.id]]
+                          for s in corpus.scenarios], axis=0)
+        diff = n_sc * paired
+        if n_st:
+            diff = diff + n_st * (stories[concept].astype(np.float64).mean(0) - neutral)
+        j = subspace.concepts.index(concept)
+        np.testing.assert_allclose(subspace.raw_norm[j],
+                                   np.linalg.norm(diff / (n_sc + n_st), axis=-1), rtol=1e-5)
+        assert combined.counts[concept] == subspace.counts[concept] == n_sc + n_st
+
+
+def test_an_unknown_method_lists_every_method() -> None:
+    import re
+
+    from amygdala.vectors._extract import METHODS
+
+    corpus, data = planted()
+    listed = re.escape(", ".join(METHODS))
+    with pytest.raises(ValueError, match=rf"^unknown method 'nope'; expected one of {listed}$"):
+        extract(data, corpus, method="nope")  # type: ignore[arg-type]
