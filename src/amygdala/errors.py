@@ -30,6 +30,7 @@ __all__ = [
     "UnknownSiteError",
     "UnsupportedArchitectureError",
     "VectorFileError",
+    "ViewError",
 ]
 
 
@@ -120,6 +121,10 @@ class CircuitFileError(AmygdalaError, ValueError):
 
 class QualityFileError(AmygdalaError, ValueError):
     """A quality.json file is missing, malformed or from a newer schema."""
+
+
+class ViewError(AmygdalaError, ValueError):
+    """A read-out view is not one of ``z``, ``relative`` (or ``both`` for a display)."""
 
 
 class RequestError(AmygdalaError, ValueError):
