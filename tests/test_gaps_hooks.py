@@ -213,3 +213,45 @@ def test_mean_ablation_with_means_of_the_wrong_width_names_both_shapes(
     with pytest.raises(DimensionMismatchError,
                        match=rf"needs means of shape \({backend.dims.d_mlp},\), got \(5,\)$"):
         backend.ablating([bad])
+
+
+def test_edit_positions_continue_from_a_cache_passed_by_keyword(backend: Backend) -> None:
+    # A decode call with only a KV cache (no position_ids): its tokens sit after the
+    # cached ones, so an edit at absolute position 5 lands on the second new token.
+    from transformers import DynamicCache
+
+    model: Any = backend.loaded.model  # type: ignore[attr-defined]
+    ids = torch.tensor([[40, 41, 42, 43, 44, 45]])
+    vector = torch.linspace(1.0, -1.0, backend.dims.d_model)
+    seen = Site(layer=1, point="resid_pre")
+
+    def decode_step(edits: list[Edit]) -> torch.Tensor:
+        cache = DynamicCache(config=model.config)
+        with backend.editing(edits), torch.inference_mode():
+            model(input_ids=ids[:, :4], cache=cache, use_cache=True)
+            with backend.tracing([seen]) as trace:
+                model(input_ids=ids[:, 4:], cache=cache, use_cache=True)
+        return trace.steps[seen][0]
+
+    shift = decode_step([Edit(site=Site(layer=0), vector=vector, start=5, stop=6)])
+    shift = shift - decode_step([])
+    expected = torch.zeros(1, 2, backend.dims.d_model)
+    expected[0, 1] = vector
+    torch.testing.assert_close(shift, expected, rtol=0, atol=1e-5)
+
+
+def test_mean_ablation_on_a_bfloat16_model_writes_the_means() -> None:
+    # Means come as float32; a bfloat16 model's activations must get them in bfloat16
+    # (torch refuses to index-assign across dtypes).
+    loaded = tiny_llama()
+    loaded.model.to(torch.bfloat16)  # type: ignore[attr-defined]
+    half = get_backend("torch", loaded)
+    means = torch.linspace(-2.0, 2.0, half.dims.d_mlp)
+    site = Site(layer=1, point="mlp_neurons")
+    ablation = Ablation(layer=1, component="neurons", indices=[3, 7], mode="mean", means=means)
+    with half.ablating([ablation]), half.tracing([site]) as trace:
+        half.logits([PROMPT])
+    acts = trace.steps[site][0]
+    assert acts.dtype == torch.bfloat16
+    torch.testing.assert_close(acts[..., [3, 7]].float(),
+                               means[[3, 7]].to(torch.bfloat16).float().expand(*acts.shape[:2], 2))
