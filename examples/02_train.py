@@ -33,7 +33,8 @@ def main() -> None:
         print(f"nested held-out accuracy {method}: {accuracy:.3f}; recommended layer {layer} "
               f"(bag-of-words {evaluation.bag_of_words:.3f}, chance {evaluation.chance:.3f})")
     # The paired vectors, at the default band (5 layers around the middle one) and strength.
-    path = trained["paired"].export_gguf(ROOT / "runs" / "afraid.gguf", "afraid")
+    path = amygdala.vectors.export_gguf(trained["paired"], ROOT / "runs" / "afraid.gguf",
+                                        "afraid")
     print(f"llama.cpp control vector (paired): {path}")
 
 

@@ -18,6 +18,7 @@ from amygdala.errors import (
     UnknownSiteError,
     VectorFileError,
 )
+from amygdala.vectors import export_gguf
 from amygdala.vectors._extract import METHODS, ExtractionInput, extract
 from amygdala.vectors._set import SteeringVector, SteeringVectorSet
 
@@ -198,7 +199,7 @@ def test_exports(tmp_path: Path) -> None:
     vectors = make_set(corpus, data)
     # direction.L is added by llama.cpp to the output of 0-based block L; it rejects
     # direction.0, so layer 0 is not written (tests/test_gguf.py covers the rest).
-    path = vectors.export_gguf(tmp_path / "sad.gguf", "sad", layers=[0, 1], strength=2.0)
+    path = export_gguf(vectors, tmp_path / "sad.gguf", "sad", layers=[0, 1], strength=2.0)
     reader = gguf.GGUFReader(str(path))
     names = sorted(t.name for t in reader.tensors)
     assert names == ["direction.1"]

@@ -18,7 +18,7 @@ from amygdala import Corpus, ExtractionInput, Scenario, Site, SteeringVector, St
 from amygdala.backends._registry import Edit
 from amygdala.corpus import Text
 from amygdala.errors import NonFiniteError
-from amygdala.vectors import extract
+from amygdala.vectors import export_gguf, extract, from_pretrained, import_gguf, save_pretrained
 
 CONCEPTS = ("joyful", "sad", "afraid")
 D, LAYERS = 12, (0, 3)
@@ -372,16 +372,16 @@ def test_readout_bundle_defaults_to_the_middle_layer_and_gguf_takes_a_name(
              "neutral_std": {x: np.ones(3) for x in vs.layers}, "n_neutral_tokens": 10}
     assert list(vs.readout_bundle(**stats).recommended_layers) == [vs.layers[1]]
     assert list(vs.readout_bundle(**stats, recommended_layers=[0]).recommended_layers) == [0]
-    path = vs.export_gguf(tmp_path / "v.gguf", "sad", layers=[3])
-    assert SteeringVectorSet.from_gguf(path).concepts == ("sad",)
-    assert SteeringVectorSet.from_gguf(path, concept="blue").concepts == ("blue",)
+    path = export_gguf(vs, tmp_path / "v.gguf", "sad", layers=[3])
+    assert import_gguf(path).concepts == ("sad",)
+    assert import_gguf(path, concept="blue").concepts == ("blue",)
 
 
 def test_save_pretrained_round_trips(tmp_path: Path) -> None:
     corpus, data = planted()
     vs = _vector_set(corpus, data)
-    vs.save_pretrained(tmp_path / "hub")
-    back = SteeringVectorSet.from_pretrained(tmp_path / "hub")
+    save_pretrained(vs, tmp_path / "hub")
+    back = from_pretrained(tmp_path / "hub")
     for name in ARRAYS:
         np.testing.assert_allclose(getattr(back, name), getattr(vs, name), err_msg=name)
 

@@ -78,7 +78,7 @@ def test_defaults_are_a_band_at_a_useful_strength(tmp_path: Path) -> None:
     vectors = make_set(30)
     assert default_gguf_layers(vectors) == [13, 14, 15, 16, 17]
     assert default_gguf_layers(vectors, 1) == [1, 2, 3, 4, 5]  # never layer 0
-    path = vectors.export_gguf(tmp_path / "j.gguf", "joyful")
+    path = export_gguf(vectors, tmp_path / "j.gguf", "joyful")
     found = tensors(path)
     assert sorted(found, key=lambda n: int(n.split(".")[1])) == [
         f"direction.{x}" for x in range(13, 18)]
@@ -88,8 +88,8 @@ def test_defaults_are_a_band_at_a_useful_strength(tmp_path: Path) -> None:
 
 def test_round_trip(tmp_path: Path) -> None:
     vectors = make_set()
-    path = vectors.export_gguf(tmp_path / "x.gguf", "sad", layers=[1, 4], strength=0.3)
-    back = SteeringVectorSet.from_gguf(path)
+    path = export_gguf(vectors, tmp_path / "x.gguf", "sad", layers=[1, 4], strength=0.3)
+    back = import_gguf(path)
     assert back.concepts == ("sad",) and back.layers == (1, 4) and back.method == "paired"
     want = vectors.select(concepts=["sad"], layers=[1, 4])
     np.testing.assert_allclose(back.directions, want.directions, atol=1e-6)

@@ -16,7 +16,9 @@ from amygdala.errors import MissingDependencyError, VectorFileError
 from amygdala.intervene._steer import steer
 from amygdala.vectors._interop import (
     from_control_vector,
+    from_pretrained,
     from_steering_vector,
+    save_pretrained,
     to_control_vector,
     to_steering_vector,
 )
@@ -127,14 +129,14 @@ def test_a_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyP
 
 def test_save_pretrained_writes_a_hub_folder_that_reads_back(tmp_path: Path) -> None:
     vectors = _vectors()
-    out = vectors.save_pretrained(tmp_path / "hub")
+    out = save_pretrained(vectors, tmp_path / "hub")
     names = sorted(p.name for p in out.iterdir())
     assert names == ["README.md", "config.json", "vectors.json", "vectors.safetensors"]
     config = json.loads((out / "config.json").read_text())
     assert config["concepts"] == ["calm", "joyful"] and config["d_model"] == 32
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: amygdala\n") and "base_model: tiny-llama" in card
-    back = SteeringVectorSet.from_pretrained(out)
+    back = from_pretrained(out)
     np.testing.assert_array_equal(back.directions, vectors.directions)
     np.testing.assert_array_equal(back.resid_norm, vectors.resid_norm)
     assert back.provenance["model_fingerprint"] == "abc"
@@ -142,16 +144,16 @@ def test_save_pretrained_writes_a_hub_folder_that_reads_back(tmp_path: Path) -> 
 
 def test_from_pretrained_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     with pytest.raises(VectorFileError, match="snapshot_download"):
-        SteeringVectorSet.from_pretrained("someone/emotions")
+        from_pretrained("someone/emotions")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(VectorFileError, match="not an amygdala vector folder"):
-        SteeringVectorSet.from_pretrained(tmp_path / "model")
-    out = _vectors().save_pretrained(tmp_path / "hub")
+        from_pretrained(tmp_path / "model")
+    out = save_pretrained(_vectors(), tmp_path / "hub")
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "layers": [5]}))
     with pytest.raises(VectorFileError, match="edited by hand"):
-        SteeringVectorSet.from_pretrained(out)
+        from_pretrained(out)
 
 
 def test_exported_vectors_steer_the_same_site() -> None:

@@ -17,6 +17,7 @@ from amygdala.backends._registry import Backend
 from amygdala.cli import main
 from amygdala.corpus._model import Corpus
 from amygdala.store._store import ActivationStore
+from amygdala.vectors import import_gguf
 from amygdala.vectors._set import SteeringVectorSet
 from amygdala.vectors._train import Session, TrainConfig, train
 
@@ -72,7 +73,7 @@ def test_cli_train_then_warm_rerun_captures_nothing(
     first = capsys.readouterr().out
     assert "held-out accuracy" in first and "bag-of-words" in first
     # The control vector covers the steering band (both layers here) at the default strength.
-    control = SteeringVectorSet.from_gguf(tmp_path / "run" / "afraid.gguf")
+    control = import_gguf(tmp_path / "run" / "afraid.gguf")
     trained = SteeringVectorSet.load(tmp_path / "run")
     assert control.layers == (10, 20) and control.concepts == ("afraid",)
     np.testing.assert_allclose(control.directions[0], trained.select(

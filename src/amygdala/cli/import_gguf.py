@@ -27,8 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import, save, describe."""
-    from amygdala.vectors._gguf import import_gguf
-    from amygdala.vectors._run import RunDir
+    from amygdala.vectors import RunDir, import_gguf
 
     vectors = import_gguf(args.file, concept=args.concept)
     vectors.save(args.out)

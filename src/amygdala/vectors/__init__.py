@@ -1,4 +1,10 @@
-"""Stage 4, the vectors: extraction methods, steering-vector sets and the training pipeline."""
+"""Stage 4, the vectors: extraction methods, steering-vector sets and the training pipeline.
+
+The exporters are functions that take a set (`export_gguf(vectors, path, concept)`,
+`save_pretrained(vectors, directory)`, `to_control_vector`, `to_steering_vector`) and the
+importers return one (`import_gguf`, `from_pretrained`, ...), so `SteeringVectorSet` knows
+no file format but its own and the modules import one way.
+"""
 
 from amygdala.vectors._extract import (
     METHODS,
@@ -10,9 +16,12 @@ from amygdala.vectors._extract import (
     extract,
     paired_differences,
 )
+from amygdala.vectors._gguf import export_gguf, import_gguf
 from amygdala.vectors._interop import (
     from_control_vector,
+    from_pretrained,
     from_steering_vector,
+    save_pretrained,
     to_control_vector,
     to_steering_vector,
 )
@@ -43,11 +52,15 @@ __all__ = [
     "TrainResult",
     "best_layer",
     "capture_corpus",
+    "export_gguf",
     "extract",
     "from_control_vector",
+    "from_pretrained",
     "from_steering_vector",
+    "import_gguf",
     "open_session",
     "paired_differences",
+    "save_pretrained",
     "to_control_vector",
     "to_steering_vector",
     "train",

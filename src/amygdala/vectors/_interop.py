@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from amygdala._io import write_atomic
 from amygdala.errors import (
     DimensionMismatchError,
     MissingDependencyError,
     VectorFileError,
 )
-from amygdala.store._store import write_atomic
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -241,8 +241,8 @@ def _model_card(vectors: SteeringVectorSet) -> str:
               f"{base or 'an unrecorded model'} (fingerprint "
               f"{p.get('model_fingerprint', 'unknown')}), layers "
               f"{vectors.layers[0]}-{vectors.layers[-1]} (resid_post).", "",
-              "```python", "from amygdala import SteeringVectorSet",
-              "vectors = SteeringVectorSet.from_pretrained('PATH')", "```", ""]
+              "```python", "from amygdala.vectors import from_pretrained",
+              "vectors = from_pretrained('PATH')", "```", ""]
     return "\n".join(lines)
 
 
@@ -286,7 +286,7 @@ def from_pretrained(directory: Path | str) -> SteeringVectorSet:
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise VectorFileError(f"cannot read {config_path} ({exc}); expected a folder "
-                              "written by SteeringVectorSet.save_pretrained") from exc
+                              "written by amygdala.vectors.save_pretrained") from exc
     if not isinstance(config, dict) or config.get("format") != HUB_FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise VectorFileError(

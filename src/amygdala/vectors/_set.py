@@ -340,46 +340,6 @@ class SteeringVectorSet:
         except (DimensionMismatchError, NonFiniteError) as exc:
             raise VectorFileError(f"vectors in {path} are inconsistent: {exc}") from exc
 
-    def save_pretrained(self, directory: Path | str) -> Path:
-        """Write a Hugging Face Hub-style folder (see `amygdala.vectors._interop`)."""
-        from amygdala.vectors._interop import save_pretrained
-
-        return save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory: Path | str) -> SteeringVectorSet:
-        """Read a folder written by `save_pretrained` (a local directory)."""
-        from amygdala.vectors._interop import from_pretrained
-
-        return from_pretrained(directory)
-
-    # ----- exports -----------------------------------------------------------------------
-    def export_gguf(self, path: Path | str, concept: str, *,
-                    layers: Sequence[int] | None = None, strength: float | None = None,
-                    model_hint: str = "llama") -> Path:
-        """Write a llama.cpp control vector for one concept (`amygdala.vectors._gguf`).
-
-        Tensor ``direction.{L}`` holds the vector llama.cpp adds to the output of
-        0-based block ``L`` (``resid_post`` of layer ``L``, Hugging Face
-        ``hidden_states[L + 1]``): ``strength * resid_norm[L] * direction``. Layer 0
-        is skipped with a warning (llama.cpp rejects ``direction.0``). Defaults: the
-        5 layers around the middle of the set, strength 0.04 per layer.
-        """
-        from amygdala.vectors._gguf import DEFAULT_GGUF_STRENGTH, export_gguf
-
-        return export_gguf(self, path, concept, layers=layers, model_hint=model_hint,
-                           strength=DEFAULT_GGUF_STRENGTH if strength is None else strength)
-
-    @classmethod
-    def from_gguf(cls, path: Path | str, *, concept: str | None = None) -> SteeringVectorSet:
-        """Read a llama.cpp control vector (amygdala, repeng or llama.cpp layout).
-
-        ``direction.{L}`` becomes layer ``L``; see `amygdala.vectors._gguf.import_gguf`.
-        """
-        from amygdala.vectors._gguf import import_gguf
-
-        return import_gguf(path, concept=concept)
-
     def export_readout(self, directory: Path | str, **stats: Any) -> Path:
         """Write ``readout.safetensors`` + ``readout.json``: `readout_bundle` then save.
 
