@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from amygdala._types import Pooling
+from amygdala.corpus._lint import Finding, LintReport
 from amygdala.diagnose._circuit_experiments import (
     AblationEffect,
     CircuitExperiments,
@@ -28,6 +30,7 @@ from amygdala.diagnose._circuit_experiments import (
 )
 from amygdala.diagnose._circuits import Circuit, HeadScore, NeuronScore
 from amygdala.diagnose._curve import CurvePoint
+from amygdala.diagnose._detection import Detection
 from amygdala.diagnose._heldout import HeldoutTransfer
 from amygdala.diagnose._intervals import Accuracy, Confusion
 from amygdala.diagnose._quality import (
@@ -39,6 +42,7 @@ from amygdala.diagnose._quality import (
 from amygdala.diagnose._transfer import Transfer
 from amygdala.intervene._eval_steer import Row, Sample, SteerEvaluation, SteeringDefaults
 from amygdala.intervene._events import Event, EventRule
+from amygdala.vectors._train import TrainConfig
 
 NAN = math.nan
 ACC = Accuracy(value=0.123456789, low=0.1, high=0.98765432, n_items=10, n_groups=5,
@@ -126,6 +130,21 @@ SAMPLES: dict[str, Any] = {
     "event": Event(kind="enter", concept="joyful", step=3, since=2, value=2.3456789),
     "steer_evaluation": STEER,
     "steering_defaults": DEFAULTS,
+    "detection": Detection(value=0.8123456, low=0.7, high=NAN, n_items=12, n_groups=4,
+                           per_concept={"joyful": 0.91234567, "afraid": 0.5}),
+    "lint_report": LintReport(
+        findings=(Finding(severity="warning", code="length-ratio", path="paired/b/sad.txt",
+                          message="longer than its baseline"),
+                  Finding(severity="error", code="empty-file", path="neutral/a.txt",
+                          message="empty")),
+        coverage={"sad": 2, "joyful": 3}, story_counts={"joyful": 1}, n_scenarios=3,
+        n_neutral=2, forms={"first": 2, "third": 1}),
+    "train_config": TrainConfig(model="tiny", backend="transformer_lens", method="paired",
+                                normalisation="raw", layers=(2, 3), batch_size=4,
+                                pooling=Pooling(kind="mean", skip=1), store=Path("/tmp/s"),
+                                store_dtype="float16", device="cpu", dtype="bfloat16",
+                                shrinkage=0.25),
+    "train_config_defaults": TrainConfig(),
 }
 
 

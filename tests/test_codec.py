@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from amygdala._codec import check_version, from_data, register, spec, to_data
+from amygdala._types import Pooling
 from amygdala.diagnose._circuit_experiments import CircuitExperiments, CrossFitExperiments
 from amygdala.diagnose._circuits import Circuit
 from amygdala.diagnose._curve import CurvePoint
+from amygdala.diagnose._detection import Detection
 from amygdala.diagnose._heldout import HeldoutTransfer
 from amygdala.diagnose._intervals import Accuracy, Confusion
 from amygdala.diagnose._quality import ConceptQuality, LayerQuality, QualityReport
@@ -25,6 +27,8 @@ from amygdala.diagnose._transfer import Transfer
 from amygdala.errors import CircuitFileError, QualityFileError, VectorFileError
 from amygdala.intervene._eval_steer import SteerEvaluation
 from amygdala.intervene._events import Event, EventRule
+from amygdala.vectors._run import config_from_json
+from amygdala.vectors._train import TrainConfig
 from tests import codec_samples
 
 DATA = Path(__file__).parent / "data" / "codec"
@@ -129,9 +133,11 @@ READERS: dict[str, Any] = {
     "quality_report": QualityReport.from_json, "experiments": CircuitExperiments.from_json,
     "crossfit": CrossFitExperiments.from_json, "event_rule": EventRule.from_json,
     "event": Event.from_json, "steer_evaluation": SteerEvaluation.from_json,
+    "detection": Detection.from_json, "train_config": config_from_json,
+    "train_config_defaults": config_from_json,
 }
 # Written rounded: a round trip gives the rounded values, not the originals.
-ROUNDED = {"accuracy", "curve_point", "transfer", "heldout", "event"}
+ROUNDED = {"accuracy", "curve_point", "transfer", "heldout", "event", "detection"}
 
 
 def same(a: Any, b: Any) -> bool:
@@ -231,3 +237,15 @@ def test_steering_defaults_of_the_code_before_load(tmp_path: Path) -> None:
     want = codec_samples.DEFAULTS
     assert same(attrs.evolve(loaded, table=()), attrs.evolve(want, table=()))
     assert loaded.table == ({"layer": 3, "alpha": 4.0, "lift": None},)  # NaN was written null
+
+
+@pytest.mark.parametrize(("name", "want"), [
+    ("train_config_first_release", TrainConfig(method="paired", layers=(10, 20),
+                                               pooling=Pooling.parse("last"), batch_size=8)),
+    ("train_config_import_gguf", TrainConfig(method="paired", normalisation="raw",
+                                             layers=(3, 4))),
+])
+def test_run_json_configs_of_older_writers_load_with_defaults(name: str,
+                                                              want: TrainConfig) -> None:
+    # run.json of the first release (no device, dtype, shrinkage) and of `import-gguf`.
+    assert same(config_from_json(json.loads((DATA / f"{name}.json").read_text())), want)
