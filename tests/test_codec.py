@@ -249,3 +249,9 @@ def test_run_json_configs_of_older_writers_load_with_defaults(name: str,
                                                               want: TrainConfig) -> None:
     # run.json of the first release (no device, dtype, shrinkage) and of `import-gguf`.
     assert same(config_from_json(json.loads((DATA / f"{name}.json").read_text())), want)
+
+
+def test_null_config_fields_take_their_defaults() -> None:
+    # The reader before the codec used `config.get(key) or default` for every field.
+    assert same(config_from_json({"model": None, "pooling": None, "batch_size": None,
+                                  "dtype": None, "shrinkage": None}), TrainConfig())

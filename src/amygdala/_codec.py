@@ -5,7 +5,8 @@ tuples, lists, dicts, numpy arrays, ``Path``) into JSON-ready Python; `from_data
 back by the class's type annotations (``tuple[float, ...]``, ``dict[int, str]``,
 ``Accuracy | None``...). Dict keys that are ints in Python are strings in JSON and come
 back as ints. Per-field metadata (`spec`) keeps today's file formats as they are: a
-renamed key, a float rounding, the dtype of an array. A class whose format is not its
+renamed key, a float rounding, the dtype of an array, several fields as one list (an
+interval's ``low`` and ``high`` as ``"ci95": [low, high]``). A class whose format is not its
 fields (grouped keys, computed entries, legacy layouts) registers a small pair of hooks
 (`register`) instead of contorting the rest. `check_version` is the one format-version
 check of every ``from_json``; it raises the caller's typed error naming what it found,
@@ -42,7 +43,7 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 
 def spec(*, key: str | None = None, round: int | None = None,
-         dtype: str | None = None) -> dict[str, dict[str, Any]]:
+         dtype: str | None = None, at: int | None = None) -> dict[str, dict[str, Any]]:
     """Field metadata for the codec: ``attrs.field(metadata=spec(key="ci95", round=4))``.
 
     Args:
@@ -50,11 +51,13 @@ def spec(*, key: str | None = None, round: int | None = None,
         round: decimals every float of the field is rounded to when written.
         dtype: the numpy dtype an array field is written as and read back with
             (default ``float64``).
+        at: the field is item ``at`` of the list under ``key``, which fields sharing
+            ``key`` fill (the list sits where the first of them is declared).
 
     >>> spec(key="k", round=2)
     {'json': {'key': 'k', 'round': 2}}
     """
-    options = {"key": key, "round": round, "dtype": dtype}
+    options = {"key": key, "round": round, "dtype": dtype, "at": at}
     return {_META: {k: v for k, v in options.items() if v is not None}}
 
 
@@ -86,9 +89,7 @@ def _encode(value: Any, options: Mapping[str, Any], finite: bool) -> Any:
     if encoder is not None:
         return _encode(encoder(value), {}, finite)
     if attrs.has(type(value)):
-        return {_options(f).get("key", f.name): _encode(getattr(value, f.name), _options(f),
-                                                          finite)
-                for f in attrs.fields(type(value))}
+        return _encode_fields(value, finite)
     if isinstance(value, np.ndarray):
         dtype = options.get("dtype")
         return _encode(np.asarray(value, dtype).tolist() if dtype else value.tolist(),
@@ -112,6 +113,21 @@ def _encode(value: Any, options: Mapping[str, Any], finite: bool) -> Any:
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON; expected an attrs class, "
                     "a container, a number, a string or a numpy array")
+
+
+def _encode_fields(value: Any, finite: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in attrs.fields(type(value)):
+        options = _options(f)
+        key, at = options.get("key", f.name), options.get("at")
+        item = _encode(getattr(value, f.name), options, finite)
+        if at is None:
+            out[key] = item
+        else:
+            slots = out.setdefault(key, [])
+            slots.extend([None] * (at + 1 - len(slots)))
+            slots[at] = item
+    return out
 
 
 def from_data(cls: type[T], data: Any) -> T:
@@ -168,9 +184,11 @@ def _decode_type(tp: type, data: Any, options: Mapping[str, Any]) -> Any:
         hints = _hints(tp)
         kwargs: dict[str, Any] = {}
         for f in attrs.fields(tp):
-            key = _options(f).get("key", f.name)
+            options = _options(f)
+            key, at = options.get("key", f.name), options.get("at")
             if key in data:
-                kwargs[f.alias] = _decode(hints[f.name], data[key], _options(f))
+                item = data[key] if at is None else data[key][at]
+                kwargs[f.alias] = _decode(hints[f.name], item, options)
             elif f.default is attrs.NOTHING:
                 raise KeyError(key)
         return tp(**kwargs)

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 import attrs
 
+from amygdala._codec import register
 from amygdala.errors import PoolingError, UnknownSiteError
 
 __all__ = ["POINTS", "ModelDims", "Point", "Pooling", "PoolingKind", "Site"]
@@ -111,6 +112,10 @@ class Pooling:
             return cls(kind="mean", skip=int(text[9:]))
         raise PoolingError(
             f"cannot parse pooling {text!r}; expected 'mean', 'mean_skipN' or 'last'")
+
+
+# In files a pooling is its key (``run.json``'s ``"pooling": "mean_skip2"``).
+register(Pooling, encode=lambda pooling: pooling.key, decode=lambda key: Pooling.parse(str(key)))
 
 
 @attrs.frozen(kw_only=True)

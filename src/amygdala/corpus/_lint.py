@@ -106,19 +106,13 @@ class LintReport:
         return dict(sorted(Counter(f"{f.severity}:{f.code}" for f in self.findings).items()))
 
     def to_json(self) -> dict[str, Any]:
-        """Return the report as a JSON-ready dict."""
-        return {
-            "ok": self.ok,
-            "n_errors": len(self.errors),
-            "n_warnings": len(self.warnings),
-            "n_scenarios": self.n_scenarios,
-            "n_neutral": self.n_neutral,
-            "counts_by_code": self.counts_by_code(),
-            "coverage": dict(self.coverage),
-            "story_counts": dict(self.story_counts),
-            "forms": dict(self.forms),
-            "findings": to_data(self.findings),
-        }
+        """Return the report as a JSON-ready dict: the counts, then the fields."""
+        data: dict[str, Any] = to_data(self)
+        counts = {"ok": self.ok, "n_errors": len(self.errors), "n_warnings": len(self.warnings),
+                  "n_scenarios": data.pop("n_scenarios"), "n_neutral": data.pop("n_neutral"),
+                  "counts_by_code": self.counts_by_code()}
+        findings = data.pop("findings")
+        return {**counts, **data, "findings": findings}
 
     def render(self) -> str:
         """Return a human-readable report: errors, warnings, then the coverage table."""

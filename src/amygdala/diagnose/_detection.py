@@ -16,14 +16,20 @@ concept with bootstrap weights, so 2000 replicates cost one cumulative sum each;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 
+from amygdala._codec import from_data, spec, to_data
 from amygdala.diagnose._intervals import BOOTSTRAP
 
 __all__ = ["Detection", "detection_auc", "weighted_auc"]
+
+
+def _sorted(values: Mapping[str, float]) -> dict[str, float]:
+    return dict(sorted(values.items()))
 
 
 @attrs.frozen(kw_only=True)
@@ -33,30 +39,28 @@ class Detection:
     Attributes:
         value: mean over concepts of each concept's AUC (NaN when none is measurable).
         low, high: 95% percentile bootstrap interval.
-        per_concept: ``{concept: AUC}`` for concepts with texts on both sides.
         n_items: scored texts.
         n_groups: groups (scenarios) resampled.
+        per_concept: ``{concept: AUC}`` for concepts with texts on both sides, sorted by
+            concept.
     """
 
-    value: float
-    low: float
-    high: float
-    per_concept: dict[str, float]
+    value: float = attrs.field(metadata=spec(key="auc", round=4))
+    low: float = attrs.field(metadata=spec(key="ci95", at=0, round=4))
+    high: float = attrs.field(metadata=spec(key="ci95", at=1, round=4))
     n_items: int
     n_groups: int
+    per_concept: dict[str, float] = attrs.field(converter=_sorted, metadata=spec(round=4))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"auc": round(self.value, 4), "ci95": [round(self.low, 4), round(self.high, 4)],
-                "n_items": self.n_items, "n_groups": self.n_groups,
-                "per_concept": {c: round(v, 4) for c, v in sorted(self.per_concept.items())}}
+        """A JSON-ready dict (``auc``, ``ci95: [low, high]``, four decimals)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Detection:
-        """Inverse of `to_json`."""
-        return cls(value=data["auc"], low=data["ci95"][0], high=data["ci95"][1],
-                   per_concept=dict(data["per_concept"]), n_items=data["n_items"],
-                   n_groups=data["n_groups"])
+        """Inverse of `to_json` (up to the rounding)."""
+        return from_data(cls, data)
 
 
 def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:

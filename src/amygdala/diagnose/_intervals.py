@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from amygdala._codec import from_data, register, spec, to_data
+from amygdala._codec import from_data, spec, to_data
 
 __all__ = ["BOOTSTRAP", "Accuracy", "Confusion", "accuracy_with_interval", "confusion"]
 
@@ -31,34 +31,26 @@ class Accuracy:
     '0.500 [0.400, 0.600]'
     """
 
-    value: float
-    low: float
-    high: float
+    value: float = attrs.field(metadata=spec(key="accuracy", round=4))
+    low: float = attrs.field(metadata=spec(key="ci95", at=0, round=4))
+    high: float = attrs.field(metadata=spec(key="ci95", at=1, round=4))
     n_items: int
     n_groups: int
-    chance: float
+    chance: float = attrs.field(metadata=spec(round=4))
 
     def text(self) -> str:
         """``value [low, high]`` with three decimals."""
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"accuracy": round(self.value, 4), "ci95": [round(self.low, 4),
-                                                           round(self.high, 4)],
-                "n_items": self.n_items, "n_groups": self.n_groups,
-                "chance": round(self.chance, 4)}
+        """A JSON-ready dict (``accuracy``, ``ci95: [low, high]``, four decimals)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Accuracy:
-        """Inverse of `to_json`."""
-        return cls(value=data["accuracy"], low=data["ci95"][0], high=data["ci95"][1],
-                   n_items=data["n_items"], n_groups=data["n_groups"], chance=data["chance"])
-
-
-# The interval is one ``ci95`` pair in the files: a custom format, used wherever an
-# Accuracy is nested (transfer, held-out transfer, evaluation).
-register(Accuracy, encode=Accuracy.to_json, decode=Accuracy.from_json)
+        """Inverse of `to_json` (up to the rounding)."""
+        return from_data(cls, data)
 
 
 def accuracy_with_interval(correct: np.ndarray, groups: np.ndarray, *, chance: float,

@@ -33,7 +33,6 @@ from typing import Any, Literal
 import attrs
 
 from amygdala._io import write_json
-from amygdala._types import Pooling
 from amygdala.backends._registry import Backend, get_backend
 from amygdala.corpus._model import Corpus
 from amygdala.errors import CorpusError, UnknownSiteError, VectorFileError
@@ -124,25 +123,9 @@ def best_layer(evaluation: Mapping[str, Any] | None, method: str,
 
 
 def config_from_json(config: Mapping[str, Any]) -> TrainConfig:
-    """A `TrainConfig` from ``run.json``'s ``config`` (`TrainConfig.to_json`); missing
+    """A `TrainConfig` from ``run.json``'s ``config`` (`TrainConfig.from_json`); missing
     fields take their defaults, so older run files load."""
-    defaults = TrainConfig()
-    layers = config.get("layers")
-    store = config.get("store")
-    return TrainConfig(
-        model=str(config.get("model") or defaults.model),
-        backend=str(config.get("backend") or defaults.backend),
-        method=config.get("method") or defaults.method,
-        normalisation=config.get("normalisation") or defaults.normalisation,
-        layers=None if layers is None else tuple(int(x) for x in layers),
-        pooling=Pooling.parse(str(config.get("pooling") or defaults.pooling.key)),
-        batch_size=int(config.get("batch_size") or defaults.batch_size),
-        store=None if store is None else Path(store),
-        store_dtype=config.get("store_dtype") or defaults.store_dtype,
-        device=str(config.get("device") or defaults.device),
-        dtype=str(config.get("dtype") or defaults.dtype),
-        shrinkage=None if config.get("shrinkage") is None else float(config["shrinkage"]),
-    )
+    return TrainConfig.from_json(config)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,7 +6,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._codec import from_data, to_data
 from amygdala._io import write_atomic
 from amygdala._types import Pooling, Site
 from amygdala.backends._device import DtypeName, dtype_name, resolve_dtype
@@ -101,14 +102,16 @@ class TrainConfig:
                              "leave it unset to choose it on inner folds")
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description."""
-        return {"model": self.model, "backend": self.backend, "method": self.method,
-                "normalisation": self.normalisation,
-                "layers": None if self.layers is None else list(self.layers),
-                "pooling": self.pooling.key, "batch_size": self.batch_size,
-                "store": None if self.store is None else str(self.store),
-                "store_dtype": self.store_dtype, "device": self.device, "dtype": self.dtype,
-                "shrinkage": self.shrinkage}
+        """A JSON-ready description (``run.json``'s ``config``; pooling as its key)."""
+        data: dict[str, Any] = to_data(self)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of `to_json`; missing or null fields take their defaults, so the
+        ``run.json`` of older releases (no device, dtype or shrinkage) and of
+        ``amygdala import-gguf`` (model, backend, method, normalisation, layers) load."""
+        return from_data(cls, {k: v for k, v in data.items() if v is not None})
 
 
 @attrs.frozen(kw_only=True)
