@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from amygdala._io import json_finite
+from amygdala.vectors import RunDir
 
 KINDS = ("neurons", "heads")
 PROCEDURES = (("in_sample", "experiments"), ("crossfit", "crossfit"))
@@ -57,9 +58,10 @@ def _share(value: Any, clean: float) -> float:
 def rows(run_dir: Path, k_neurons: int = 50, k_heads: int = 5) -> list[dict[str, Any]]:
     """One record per (concept, kind): both procedures' falls, controls and passes."""
     out = []
-    files = sorted((run_dir / "circuits").glob("*.json"))
+    run = RunDir(run_dir)
+    files = sorted(run.circuits.glob("*.json"))
     for path in files:
-        if path.name in ("summary.json", "overlap.json"):
+        if path in (run.circuit_summary, run.circuit_overlap):
             continue
         data = json.loads(path.read_text())
         for kind in KINDS:

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from amygdala.intervene._judge import fit_judge, require_embedder
     from amygdala.intervene._readout import load_or_compute_stats, neutral_texts
     from amygdala.intervene._steer import default_layer, open_run
+    from amygdala.vectors import RunDir
     from amygdala.vectors._gguf import default_gguf_layers
 
     require_embedder(args.judge)  # a missing MiniLM fails before the model loads
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.layer is not None:
         layers, source = [args.layer], "--layer"
     elif (chosen := load_defaults(ctx.run_dir)) is not None:
-        layers, source = [chosen.layers[0]], f"{ctx.run_dir / 'steering.json'}"
+        layers, source = [chosen.layers[0]], str(RunDir(ctx.run_dir).steering)
     else:
         layers = [default_layer(vectors, ctx.run_dir)]
         source = "evaluation.json or the middle layer (no steering.json)"

@@ -29,16 +29,17 @@ def run(args: argparse.Namespace) -> int:
     """Import, save, describe."""
     from amygdala.vectors import RunDir, import_gguf
 
+    run = RunDir(args.out)
     vectors = import_gguf(args.file, concept=args.concept)
-    vectors.save(args.out)
+    vectors.save(run.root)
     record = {"config": {"model": args.model, "backend": args.backend,
                          "method": vectors.method, "normalisation": vectors.normalisation,
                          "layers": list(vectors.layers)},
               "imported_from": str(args.file.resolve()), "provenance": dict(vectors.provenance)}
-    RunDir(args.out).write_record(record)
+    run.write_record(record)
     unit = vectors.provenance.get("strength_unit")
     print(f"{args.file}: concept {vectors.concepts[0]!r}, layers {list(vectors.layers)} "
           f"(direction.L = output of 0-based block L), width {vectors.directions.shape[2]}, "
           f"model hint {vectors.provenance.get('model_hint')!r}; strength unit: {unit}")
-    print(f"wrote {args.out}/vectors.safetensors and run.json")
+    print(f"wrote {run.vectors_arrays} and {run.run_json}")
     return 0

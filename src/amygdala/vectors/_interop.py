@@ -34,6 +34,7 @@ from amygdala.errors import (
     MissingDependencyError,
     VectorFileError,
 )
+from amygdala.vectors._files import VECTORS_ARRAYS, VECTORS_META
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
@@ -261,7 +262,7 @@ def save_pretrained(vectors: SteeringVectorSet, directory: Path | str) -> Path:
         "normalisation": vectors.normalisation,
         "model_id": vectors.provenance.get("model_id"),
         "model_fingerprint": vectors.provenance.get("model_fingerprint"),
-        "files": ["vectors.safetensors", "vectors.json"],
+        "files": [VECTORS_ARRAYS, VECTORS_META],
     }
     write_atomic(out / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     write_atomic(out / "README.md", _model_card(vectors).encode())

@@ -49,6 +49,7 @@ from amygdala.vectors._files import (
     STEERING_FILE,
     VECTORS_ARRAYS,
     VECTORS_META,
+    circuit_file,
 )
 from amygdala.vectors._set import SteeringVectorSet
 from amygdala.vectors._train import Session, TrainConfig, open_session
@@ -216,7 +217,7 @@ class RunDir:
 
     def circuit(self, concept: str) -> Path:
         """``circuits/<concept>.json``."""
-        return self.circuits / f"{concept}.json"
+        return self.circuits / circuit_file(concept)
 
     @property
     def circuit_summary(self) -> Path:
