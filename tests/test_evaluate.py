@@ -85,7 +85,8 @@ def planted(*, n_scenarios: int, signal: Sequence[float], noise: float = 0.5,
     return corpus, data, direction
 
 
-@pytest.mark.parametrize("method", ["paired", "paired_centred", "pca", "probe", "combined"])
+@pytest.mark.parametrize("method", ["paired", "paired_centred", "pca", "probe", "combined",
+                                    "subspace"])
 @pytest.mark.parametrize("held", [[1, 4], [0, 1, 2, 3, 5, 6]])
 def test_fast_fitters_equal_extract_on_the_training_scenarios(method: str,
                                                               held: list[int]) -> None:
@@ -395,8 +396,8 @@ def test_evaluation_records_detection_and_the_better_view() -> None:
     corpus, data, _ = planted(n_scenarios=10, signal=(0.3, 1.2), noise=0.6, seed=6)
     ev = evaluate(data, corpus, methods=["paired"])
     result = ev.results["paired"]
-    assert set(result.detection) == {"raw", "relative"}
-    best = max(("raw", "relative"), key=lambda v: result.detection[v].value)
+    assert set(result.detection) == {"z", "relative"}
+    best = max(("z", "relative"), key=lambda v: result.detection[v].value)
     assert result.recommended_view == best
     again = Evaluation.from_json(json.loads(json.dumps(ev.to_json())))
     assert again.results["paired"].detection["relative"].value == pytest.approx(
@@ -417,4 +418,4 @@ def test_recommended_read_prefers_the_read_out_task(tmp_path: Path) -> None:
                                                           [16, 17, 18])
     (tmp_path / "evaluation.json").write_text(json.dumps({"recommended_layer": {"paired": 14}}))
     old = recommended_read(tmp_path, "paired")
-    assert (old.layer, old.band, old.view) == (14, (), "raw")
+    assert (old.layer, old.band, old.view, old.view_named) == (14, (), "z", False)

@@ -194,9 +194,10 @@ BAD_REQUESTS = [
     ("read without text", "/v1/amygdala/read", {"layers": [9]}, 400, "invalid_value",
      "text must be"),
     ("unknown view", "/v1/chat/completions", _chat(amygdala={"view": "raw"}), 400,
-     "invalid_value", "amygdala.view must be one of 'z', 'relative', 'both'"),
+     "invalid_value", "amygdala.view must be one of z, relative, both, got 'raw' ('raw' is "
+     "the old name of 'z')"),
     ("unknown events_on", "/v1/chat/completions", _chat(amygdala={"events_on": "both"}),
-     400, "invalid_value", "amygdala.events_on must be one of 'z', 'relative'"),
+     400, "invalid_value", "amygdala.events_on must be one of z, relative, got 'both'"),
     ("unknown read view", "/v1/amygdala/read", {"text": "Hi there", "view": ["z"]}, 400,
      "invalid_value", "view must be one of"),
     ("unknown route", "/v1/embeddings", {"input": "x"}, 404, "not_found", "routes:"),

@@ -55,8 +55,8 @@ def check_view(value: object, option: str = "view") -> View:
     for view in VIEWS:
         if value == view:
             return view
-    hint = " ('raw' is the old name of 'z')" if value in LEGACY_VIEWS else ""
-    raise ViewError(f"{option} must be one of {', '.join(VIEWS)}, got {value!r}{hint}")
+    raise ViewError(f"{option} must be one of {', '.join(VIEWS)}, got {value!r}"
+                    f"{_legacy_hint(value)}")
 
 
 def check_display(value: object, option: str = "view") -> Display:
@@ -71,7 +71,15 @@ def check_display(value: object, option: str = "view") -> Display:
     for display in DISPLAYS:
         if value == display:
             return display
-    raise ViewError(f"{option} must be one of {', '.join(DISPLAYS)}, got {value!r}")
+    raise ViewError(f"{option} must be one of {', '.join(DISPLAYS)}, got {value!r}"
+                    f"{_legacy_hint(value)}")
+
+
+def _legacy_hint(value: object) -> str:
+    """`` ('raw' is the old name of 'z')`` for an old spelling, else empty."""
+    if isinstance(value, str) and value in LEGACY_VIEWS:
+        return f" ({value!r} is the old name of {LEGACY_VIEWS[value]!r})"
+    return ""
 
 
 def view_from_file(value: object) -> View | None:

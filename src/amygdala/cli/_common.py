@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from amygdala._views import VIEWS
 from amygdala.errors import UnknownSiteError
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
     """Add what builds a `Monitor` (``watch`` and ``serve``): layers, concepts, smoothing,
     event thresholds, the view events run on, the neutral-statistics corpus."""
     parser.add_argument("--layer", type=int, action="append", default=None,
-                        help="read-out layer(s) (repeat; default: the run's best layer)")
+                        help="read-out layer(s) (repeat; default: the layer or band "
+                        "evaluation.json recommends for the read-out, else the run's best "
+                        "layer)")
     parser.add_argument("--concepts", default=None,
                         help="comma-separated concepts to report (default: all)")
     parser.add_argument("--window", type=float, default=4.0,
@@ -71,10 +74,11 @@ def add_monitor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--off", type=float, default=1.0, help="event leave threshold (z)")
     parser.add_argument("--min-tokens", type=int, default=2,
                         help="tokens a condition must hold before an event (default 2)")
-    parser.add_argument("--events-on", choices=("z", "relative"), default="z",
-                        help="view the moving average and events run on: z (default) or "
-                        "relative (each concept minus the mean over concepts, so a token "
-                        "that lifts every concept does not make all of them enter)")
+    parser.add_argument("--events-on", choices=VIEWS, default=None,
+                        help="view the moving average and events run on: z or relative "
+                        "(each concept minus the mean over concepts, so a token that lifts "
+                        "every concept does not make all of them enter); default: the view "
+                        "evaluation.json recommends, else z")
     parser.add_argument("--corpus", metavar="PATH", default=None,
                         help="corpus root for neutral statistics when the run's is not found")
 
@@ -91,10 +95,20 @@ def event_rule(args: argparse.Namespace) -> EventRule:
 
 
 def open_monitor(args: argparse.Namespace, rule: EventRule) -> Monitor:
-    """Load ``args.run_dir``'s model and build the `Monitor` the options ask for."""
+    """Load ``args.run_dir``'s model and build the `Monitor` the options ask for.
+
+    Layers, ``--events-on`` and (for ``watch``) ``--view`` not given follow the run's
+    ``evaluation.json`` (`amygdala.intervene._monitor.live_defaults`); flags win.
+    """
     from amygdala.intervene._monitor import Monitor
 
     concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
-    return Monitor.from_run(args.run_dir, device=args.device, dtype=args.dtype,
-                            layers=args.layer, concepts=concepts, corpus=args.corpus,
-                            window=args.window, rule=rule, events_on=args.events_on)
+    monitor = Monitor.from_run(args.run_dir, device=args.device, dtype=args.dtype,
+                               layers=args.layer, concepts=concepts, corpus=args.corpus,
+                               window=args.window, rule=rule, events_on=args.events_on,
+                               view=getattr(args, "view", None))
+    if args.layer:
+        monitor.layers_from = "--layer"
+    if args.events_on is not None:
+        monitor.events_on_from = "--events-on"
+    return monitor

@@ -24,8 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--band", metavar="A-B", default=None,
                         help="average the z-scores over a band of layers, e.g. 12-18, or "
                              "'auto' for the band recommended in evaluation.json")
-    parser.add_argument("--view", choices=("auto", "raw", "relative"), default="auto",
-                        help="raw z, or relative z (each concept minus the mean over "
+    parser.add_argument("--view", type=_view_option, default="auto",
+                        metavar="{auto,z,relative}",
+                        help="z (against neutral text), or relative (z minus the mean over "
                              "concepts, removing the component all concepts share); auto "
                              "(default): the view evaluation.json recommends by detection AUC")
     parser.add_argument("--relative", action="store_true",
@@ -38,6 +39,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="ANSI colours (default: when stdout is a terminal)")
     parser.add_argument("--corpus", metavar="PATH", default=None,
                         help="corpus root for neutral statistics when the run's is not found")
+
+
+def _view_option(value: str) -> str:
+    """``auto`` or a view; anything else (the old name ``raw`` included) is refused with
+    the valid names, so one vocabulary holds (`amygdala._views`)."""
+    from amygdala._views import LEGACY_VIEWS, VIEWS
+
+    if value == "auto" or value in VIEWS:
+        return value
+    new = LEGACY_VIEWS.get(value)
+    hint = f" ({value!r} is the old name of {new!r}: pass --view {new})" if new else ""
+    raise argparse.ArgumentTypeError(f"expected auto, {', '.join(VIEWS)}; got {value!r}{hint}")
 
 
 def run(args: argparse.Namespace) -> int:

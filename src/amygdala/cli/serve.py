@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     monitor = open_monitor(args, rule)
     print(f"amygdala serve: {config.model_name} on http://{config.host}:{config.port}/v1 "
-          f"(layers {', '.join(map(str, monitor.layers))}; {len(monitor.concepts)} concepts; "
-          f"events on {monitor.events_on}; auth {'on' if key else 'off'})", flush=True)
+          f"({len(monitor.concepts)} concepts; reading {monitor.describe()}; view "
+          f"{monitor.view} by default; auth {'on' if key else 'off'})", flush=True)
     serve(monitor, config, log_level=args.log_level)
     return 0

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from amygdala._views import DISPLAYS
 from amygdala.cli._common import add_device_options, add_monitor_options, event_rule, open_monitor
 
 NAME = "watch"
@@ -28,10 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steer-layer", type=int, action="append", default=None,
                         help="layer(s) to steer (default: the run's best layer)")
     parser.add_argument("--top", type=int, default=3, help="concepts in the live strip")
-    parser.add_argument("--view", choices=("z", "relative", "both"), default="z",
-                        help="what the records and the strip show: z against neutral text "
-                        "(default), the relative view (z minus the mean over concepts, as "
-                        "`amygdala read --relative`), or both")
+    parser.add_argument("--view", choices=DISPLAYS, default=None,
+                        help="what the records and the strip show: z against neutral text, "
+                        "the relative view (z minus the mean over concepts, as `amygdala "
+                        "read --view relative`), or both; default: the view evaluation.json "
+                        "recommends, else z")
     parser.add_argument("--relative", dest="view", action="store_const", const="both",
                         help="the relative view beside z (the same as --view both)")
     parser.add_argument("--jsonl", metavar="FILE",
@@ -75,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"amygdala watch: error: {exc}", file=sys.stderr)
         return 2
     monitor = open_monitor(args, rule)
+    view = args.view or monitor.view  # --view, else the run's recommended view
+    print(f"amygdala watch: reading {monitor.describe()}; showing {view}", file=sys.stderr,
+          flush=True)
     options = {"max_new_tokens": args.max_new_tokens, "chat": not args.no_chat,
                "steer": steer or None, "steer_layers": args.steer_layer}
     sink: TextIO | None = None
@@ -84,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
         sink = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         live = sink is not sys.stdout and not args.plain and sys.stdout.isatty()
-        show = _LiveView(monitor, args.top, args.view) if live else None
+        show = _LiveView(monitor, args.top, view) if live else None
         if sink is not None:
-            sink.write(json.dumps({**monitor.header(args.prompt), "view": args.view}) + "\n")
+            sink.write(json.dumps({**monitor.header(args.prompt), "view": view}) + "\n")
         stream = monitor.stream(args.prompt, **options)
         result = None
         try:
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                     result = stop.value
                     break
                 if sink is not None:
-                    sink.write(json.dumps(record.to_json(raw=True, view=args.view)) + "\n")
+                    sink.write(json.dumps(record.to_json(raw=True, view=view)) + "\n")
                     sink.flush()
                 if show is not None:
                     show.add(record)

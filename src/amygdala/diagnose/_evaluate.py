@@ -9,8 +9,8 @@
    folds of the other scenarios (`amygdala.diagnose._nested`);
 2. 95% bootstrap intervals over scenarios, a confusion matrix and per-concept
    precision/recall for each task, and the read-out's *detection* (per-concept AUC of the
-   raw and of the relative z-scores, `amygdala.diagnose._detection`), which decides the
-   recommended view;
+   ``z`` and of the ``relative`` view, `amygdala.diagnose._detection`), which decides the
+   recommended view (the vocabulary of views: `amygdala._views`);
 3. cross-format transfer (`amygdala.diagnose._transfer`);
 4. optionally a learning curve (`amygdala.diagnose._curve`);
 
@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from amygdala._views import VIEWS, View, view_from_file
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._bow import BagOfWords, variant_texts
 from amygdala.diagnose._curve import CURVE_SIZES, CurvePoint, learning_curve
@@ -45,14 +46,14 @@ from amygdala.vectors._extract import ExtractionInput, Method, Normalisation
 
 __all__ = ["FORMAT_VERSION", "Evaluation", "MethodEvaluation", "evaluate"]
 
-FORMAT_VERSION = 3
+# 4: the z view is named "z" (format 3 called it "raw": detection keys, recommended views).
+FORMAT_VERSION = 4
 PROTOCOL = (
     "nested leave-one-scenario-out: for each held-out scenario the layer (read-out: layer or "
     "band of layers) and the probe's shrinkage are chosen by cross-validation over the other "
     "scenario groups, the method refitted on every other scenario with that choice; 95% "
     "percentile bootstrap over scenarios (2000 replicates)"
 )
-VIEWS = ("raw", "relative")
 
 
 @attrs.frozen(kw_only=True)
@@ -74,9 +75,10 @@ class MethodEvaluation:
         settings: ``{task: {name: value}}`` hyper-parameters the whole-corpus inner
             selection picks (the probe's ``shrinkage``; empty for untuned methods).
         chosen_settings: ``{task: {"name=value": held-out scenarios it was chosen for}}``.
-        detection: ``{view: Detection}`` macro AUC of the nested read-out z-scores, raw and
-            relative (each concept minus the mean over concepts).
-        recommended_view: the view with the higher detection AUC.
+        detection: ``{view: Detection}`` macro AUC of the nested read-out scores in each
+            view, ``z`` and ``relative`` (z minus the mean over concepts).
+        recommended_view: the view with the higher detection AUC (``z`` on a tie or when
+            not measured).
     """
 
     method: str
@@ -91,7 +93,7 @@ class MethodEvaluation:
     settings: dict[str, dict[str, float]] = attrs.field(factory=dict)
     chosen_settings: dict[str, dict[str, int]] = attrs.field(factory=dict)
     detection: dict[str, Detection] = attrs.field(factory=dict)
-    recommended_view: str = "raw"
+    recommended_view: View = "z"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -116,7 +118,8 @@ class MethodEvaluation:
 
     @classmethod
     def from_json(cls, method: str, data: dict[str, Any]) -> MethodEvaluation:
-        """Inverse of `to_json` (format-2 results have no bands, settings or detection)."""
+        """Inverse of `to_json` (format-2 results have no bands, settings or detection;
+        format 3 named the z view ``raw``)."""
         return cls(
             method=method,
             accuracy={t: Accuracy.from_json(data[t]) for t in TASKS},
@@ -130,9 +133,10 @@ class MethodEvaluation:
             recommended_band={t: tuple(data[t].get("recommended_band", ())) for t in TASKS},
             settings={t: dict(data[t].get("settings", {})) for t in TASKS},
             chosen_settings={t: dict(data[t].get("chosen_settings", {})) for t in TASKS},
-            detection={v: Detection.from_json(d)
-                       for v, d in data["readout"].get("detection", {}).items()},
-            recommended_view=data["readout"].get("recommended_view", "raw"))
+            detection={view: Detection.from_json(d)
+                       for v, d in data["readout"].get("detection", {}).items()
+                       if (view := view_from_file(v)) is not None},
+            recommended_view=view_from_file(data["readout"].get("recommended_view")) or "z")
 
     def recommended_read(self) -> dict[str, Any]:
         """How to read with this method: ``{"layer", "band", "view", "settings"}``."""
@@ -354,8 +358,8 @@ def _method_result(method: str, data: ExtractionInput, corpus: Corpus, items: It
         band[task] = tuple(data.layers[i] for i in members) if len(members) > 1 else ()
         settings[task] = _describe(run, best, data.layers, shrinkages)[1]
     detection = _detection(run, items, fitted_any, seed)
-    view = max(VIEWS, key=lambda v: (np.nan_to_num(detection[v].value, nan=-1.0),
-                                     v == "raw")) if detection else "raw"
+    view: View = max(VIEWS, key=lambda v: (np.nan_to_num(detection[v].value, nan=-1.0),
+                                           v == "z")) if detection else "z"
     transfer: dict[str, Transfer] = {}
     for name, fn in (("paired_to_stories", paired_to_stories),
                      ("stories_to_paired", stories_to_paired)):
@@ -379,12 +383,12 @@ def _method_result(method: str, data: ExtractionInput, corpus: Corpus, items: It
 
 def _detection(run: NestedRun, items: Items, fitted: np.ndarray,
                seed: int) -> dict[str, Detection]:
-    """Detection AUC of the nested read-out z-scores, raw and relative."""
+    """Detection AUC of the nested read-out scores in the ``z`` and ``relative`` views."""
     z = run.readout_z
     if not np.isfinite(z).any():
         return {}
     relative = z - np.nanmean(z, axis=1, keepdims=True)
-    return {"raw": detection_auc(z, items.truth, items.scenario, items.concepts,
+    return {"z": detection_auc(z, items.truth, items.scenario, items.concepts,
                                  fitted=fitted, seed=seed),
             "relative": detection_auc(relative, items.truth, items.scenario, items.concepts,
                                       fitted=fitted, seed=seed)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from amygdala._views import VIEWS
+
 if TYPE_CHECKING:
     from amygdala.diagnose._evaluate import Evaluation, MethodEvaluation
 
@@ -56,13 +58,14 @@ def render_evaluation(ev: Evaluation) -> str:
                          + (f"; {settings}" if settings else ""))
     detection = [m for m in ev.methods if ev.results[m].detection]
     if detection:
-        lines += ["", "detection (read alone): macro AUC of each concept's z between its "
-                  "variants and all others, nested; relative = z minus the mean over concepts",
-                  f"{'method':<15} {'raw':<25} {'relative':<25} view"]
+        lines += ["", "detection (read alone): macro AUC of each concept's score between its "
+                  "variants and all others, nested, in each view: z against neutral text, "
+                  "and relative = z minus the mean over concepts",
+                  f"{'method':<15} {'z':<25} {'relative':<25} view"]
         for m in detection:
             r = ev.results[m]
-            cells = [f"{d.value:.3f} [{d.low:.3f}, {d.high:.3f}]"
-                     for d in (r.detection["raw"], r.detection["relative"])]
+            cells = [f"{d.value:.3f} [{d.low:.3f}, {d.high:.3f}]" if d else _NA
+                     for d in (r.detection.get(v) for v in VIEWS)]
             lines.append(f"{m:<15} {cells[0]:<25} {cells[1]:<25} {r.recommended_view}")
     curves = [render_curve(ev, m) for m in ev.methods if ev.results[m].curve]
     if curves:

@@ -84,7 +84,7 @@ def _panels(z: np.ndarray, relative_view: bool) -> list[tuple[str, np.ndarray]]:
 def heatmap_png(path: Path | str, tokens: Sequence[str], concepts: Sequence[str],
                 z: np.ndarray, *, title: str, skip: int = SINK_TOKENS,
                 relative_view: bool = True) -> Path:
-    """Write a PNG heat map: raw z and (beside it) the relative view; sinks blank.
+    """Write a PNG heat map: the z view and (beside it) the relative view; sinks blank.
 
     Args:
         path: the PNG to write (atomically).
@@ -136,7 +136,7 @@ def heatmap_html(tokens: Sequence[str], concepts: Sequence[str], z: np.ndarray, 
         title: the page title.
         heading: the line above the tables.
         skip: leading positions that are attention sinks.
-        relative_view: add the relative table below the raw one.
+        relative_view: add the relative table below the z one.
     """
     mask = sink_mask(len(tokens), skip=skip)
     head = "".join(f"<th class='t'>{html.escape(t)}</th>" for t in tokens)

@@ -9,7 +9,15 @@ carries the relative view (`amygdala.vectors._bundle.relative`, the rule of
 ``amygdala read --relative``: z minus the mean of z over all the run's concepts, at
 the same layer and token); smoothing and events run on z or, with
 ``events_on="relative"``, on the relative view, where the component every concept
-shares (which lifts all of them together on z) is removed.
+shares (which lifts all of them together on z) is removed. Views are named as
+everywhere else (`amygdala._views`).
+
+Defaults from the evaluation: a monitor on a run directory reads, unless told otherwise,
+the layer or band of layers ``evaluation.json`` recommends for the read-out
+(``recommended_read``, chosen on inner folds) and runs its events on, and shows, the
+recommended view (the one with the higher detection AUC); without an evaluation it reads
+the run's best layer (`default_layer`) on the z view. `Monitor.defaults` says where each
+value came from.
 
 How a token gets its scores: the residual stream at a token's position exists
 once that token is fed back into the model, i.e. during the forward call that
@@ -40,26 +48,25 @@ import numpy as np
 import torch
 
 from amygdala._types import Site
+from amygdala._views import RELATIVE_RULE, Display, View, check_display, check_view
 from amygdala.backends._registry import Backend, Generation
 from amygdala.errors import UnknownConceptError, UnknownSiteError
 from amygdala.intervene._display import SINK_TOKENS
 from amygdala.intervene._events import EMA, Event, EventRule, EventTracker
-from amygdala.intervene._readout import ReadoutStats, load_or_compute_stats
-from amygdala.intervene._steer import Positions, RunContext, _steering, default_layer, open_run
+from amygdala.intervene._readout import ReadoutStats, load_or_compute_stats, recommended_read
+from amygdala.intervene._steer import Positions, RunContext, _steering, open_run
 from amygdala.vectors._bundle import relative
+from amygdala.vectors._run import RunDir, best_layer
 from amygdala.vectors._set import SteeringVectorSet
 
 __all__ = [
-    "EVENTS_ON",
     "EVENT_FORMAT",
-    "VIEWS",
-    "EventsOn",
     "FinishReason",
+    "LiveDefaults",
     "Monitor",
     "MonitorResult",
     "TokenRecord",
-    "View",
-    "check_view",
+    "live_defaults",
 ]
 
 # Version tag of the records `watch --jsonl` writes and the server streams.
@@ -67,25 +74,6 @@ __all__ = [
 # ``smoothed`` and events follow the start record's ``events_on`` (z or relative).
 EVENT_FORMAT = "amygdala.live/2"
 FinishReason = Literal["length", "stop", "cancelled"]
-# Which tables a record shows: z against neutral text, the relative view, or both.
-View = Literal["z", "relative", "both"]
-VIEWS: tuple[View, ...] = ("z", "relative", "both")
-# Which view the moving average and the events run on.
-EventsOn = Literal["z", "relative"]
-EVENTS_ON: tuple[EventsOn, ...] = ("z", "relative")
-RELATIVE_RULE = ("relative = z minus the mean of z over all the run's concepts, at the same "
-                 "layer and token (as `amygdala read --relative`)")
-
-
-def check_view(view: str) -> View:
-    """Return ``view`` if it is one of `VIEWS`.
-
-    Raises:
-        ValueError: it is not.
-    """
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
-    return view
 
 
 class _Stop(Exception):  # noqa: N818 - control flow, never leaves this module
@@ -163,7 +151,7 @@ class TokenRecord:
         return [(self.concepts[j], float(band[j])) for j in self._order(k)]
 
     def to_json(self, *, top_k: int | None = None, raw: bool = False,
-                view: View = "z") -> dict[str, Any]:
+                view: Display = "z") -> dict[str, Any]:
         """The versioned record (`EVENT_FORMAT`): all scores, or only the top ``top_k``.
 
         Args:
@@ -174,9 +162,9 @@ class TokenRecord:
                 ``both``.
 
         Raises:
-            ValueError: ``view`` is not one of `VIEWS`.
+            ViewError: ``view`` is not one of `amygdala._views.DISPLAYS`.
         """
-        check_view(view)
+        check_display(view)
         out: dict[str, Any] = {
             "format": EVENT_FORMAT, "type": "token", "position": self.position,
             "step": self.step, "token_id": self.token_id, "token": self.token,
@@ -259,6 +247,59 @@ class _Detokenizer:
         return delta
 
 
+@attrs.frozen(kw_only=True)
+class LiveDefaults:
+    """What a monitor reads when the caller does not say, and where each value came from.
+
+    Attributes:
+        layers: the layer, or band of layers, to read.
+        view: the view events run on and records show.
+        layers_from: where ``layers`` came from, for headers and startup lines.
+        view_from: where ``view`` came from.
+    """
+
+    layers: tuple[int, ...]
+    view: View
+    layers_from: str
+    view_from: str
+
+
+def live_defaults(vectors: SteeringVectorSet, run_dir: Path | str | None) -> LiveDefaults:
+    """The read-out ``evaluation.json`` recommends for ``vectors`` in ``run_dir``.
+
+    Layers: the recommended band (or single layer) of the baseline-free read-out when the
+    vectors have all of it; else the run's best layer (`default_layer`: the paired
+    task's layer of an older evaluation, or the middle layer). View: the recommended view
+    (``z`` when the file names none).
+
+    >>> import numpy as np
+    >>> vs = SteeringVectorSet(concepts=["a"], layers=[0, 1, 2],
+    ...     directions=np.ones((1, 3, 2)), raw_norm=np.ones((1, 3)), resid_norm=np.ones(3),
+    ...     mean=np.zeros((3, 2)), std=np.ones((3, 2)), method="paired", normalisation="raw")
+    >>> d = live_defaults(vs, None)
+    >>> d.layers, d.view, d.layers_from
+    ((1,), 'z', 'the middle layer (no evaluation.json)')
+    """
+    rec = recommended_read(run_dir, vectors.method)
+    wanted = rec.layers
+    if wanted and all(x in vectors.layers for x in wanted):
+        kind = f"band {wanted[0]}-{wanted[-1]}" if len(wanted) > 1 else f"layer {wanted[0]}"
+        layers, layers_from = tuple(wanted), f"the recommended read-out {kind} in {rec.source}"
+    else:
+        choice = (best_layer(None, vectors.method, vectors.layers) if run_dir is None
+                  else RunDir(run_dir).best_layer(vectors))
+        layers, layers_from = (choice.layer,), choice.reason
+        if run_dir is None or not RunDir(run_dir).evaluation.is_file():
+            layers_from = "the middle layer (no evaluation.json)"
+        elif wanted:
+            layers_from += (f"; the read-out's layers {list(wanted)} are not all among the "
+                            "vectors'")
+    view_from = (f"the recommended view in {rec.source}" if rec.view_named
+                 else "the z view (evaluation.json recommends none)")
+    return LiveDefaults(layers=layers, view=rec.view, layers_from=layers_from,
+                        view_from=view_from)
+
+
 class Monitor:
     """Watch concepts while a model generates: per-token scores, smoothing, events.
 
@@ -266,7 +307,8 @@ class Monitor:
         run: a run directory (from ``amygdala train``), an opened `RunContext`, or
             a `SteeringVectorSet` (then ``backend`` and ``stats`` are required).
         backend: the model's backend (default: the run's model, loaded).
-        layers: layers to read (default: the run's best layer, see `default_layer`).
+        layers: layers to read (default: the run's recommended read-out layer or band,
+            see `live_defaults`; for a vector set, the middle layer).
         concepts: concepts to report (default: all of the run's).
         stats: neutral statistics (default: ``load_or_compute_stats`` of the run).
         corpus: corpus root for the neutral statistics when the run's is not found.
@@ -274,12 +316,21 @@ class Monitor:
         rule: thresholds of the events (default `EventRule()`).
         events_on: the view the moving average and the events run on: ``z``, or
             ``relative`` (each concept against the others; on z a token that lifts
-            every concept can make all of them enter at once).
+            every concept can make all of them enter at once). Default: the run's
+            recommended view, else ``z``.
+        view: what `watch` and the server show by default (``z``, ``relative`` or
+            ``both``; default: the run's recommended view, else ``z``).
+
+    Attributes:
+        defaults: what the run's evaluation recommends (`LiveDefaults`), also where it was
+            overridden.
+        layers_from: where `layers` came from (the caller, or ``defaults.layers_from``).
+        events_on_from: where `events_on` came from.
 
     Raises:
         UnknownSiteError: a layer has no vectors.
         UnknownConceptError: a concept is not in the run.
-        ValueError: ``events_on`` is not ``z`` or ``relative``.
+        ViewError: ``events_on`` is not ``z`` or ``relative``, or ``view`` no display.
 
     >>> monitor = Monitor("runs/demo", layers=[15])  # doctest: +SKIP
     >>> for record in monitor.stream("Tell me about your day.", chat=True):  # doctest: +SKIP
@@ -290,11 +341,13 @@ class Monitor:
         self, run: RunContext | Path | str | SteeringVectorSet, backend: Backend | None = None,
         *, layers: Sequence[int] | None = None, concepts: Sequence[str] | None = None,
         stats: ReadoutStats | None = None, corpus: Path | str | None = None,
-        window: float = 4.0, rule: EventRule | None = None, events_on: EventsOn = "z",
+        window: float = 4.0, rule: EventRule | None = None, events_on: View | None = None,
+        view: Display | None = None,
     ) -> None:
-        if events_on not in EVENTS_ON:
-            raise ValueError(f"events_on must be one of {', '.join(EVENTS_ON)}, got "
-                             f"{events_on!r}")
+        if events_on is not None:
+            check_view(events_on, "events_on")
+        if view is not None:
+            check_display(view)
         run_dir: Path | None = None
         if isinstance(run, SteeringVectorSet):
             if backend is None or stats is None:
@@ -307,7 +360,9 @@ class Monitor:
         self.backend: Backend = backend
         self.vectors = vectors
         self.run_dir = run_dir
-        chosen = tuple(layers) if layers else (default_layer(vectors, run_dir),)
+        self.defaults = live_defaults(vectors, run_dir)
+        chosen = tuple(layers) if layers else self.defaults.layers
+        self.layers_from = "given by the caller" if layers else self.defaults.layers_from
         for layer in chosen:
             if layer not in vectors.layers:
                 raise UnknownSiteError(
@@ -330,7 +385,10 @@ class Monitor:
         self.skip = int(getattr(stats, "skip", SINK_TOKENS))
         self.window = float(window)
         self.rule = rule if rule is not None else EventRule()
-        self.events_on: EventsOn = events_on
+        self.events_on: View = events_on if events_on is not None else self.defaults.view
+        self.events_on_from = ("given by the caller" if events_on is not None
+                               else self.defaults.view_from)
+        self.view: Display = view if view is not None else self.defaults.view
         EMA(self.window)  # validate the window now, not at the first token
         # Readers and offsets of the monitored layers, taken once rather than per token.
         self._readers = {x: vectors.readers(x) for x in chosen}
@@ -342,21 +400,32 @@ class Monitor:
         device: str | None = None, dtype: str | None = None,
         layers: Sequence[int] | None = None, concepts: Sequence[str] | None = None,
         corpus: Path | str | None = None, window: float = 4.0, rule: EventRule | None = None,
-        events_on: EventsOn = "z",
+        events_on: View | None = None, view: Display | None = None,
     ) -> Monitor:
         """Open a run directory (its model on ``device``, unless ``backend`` is given) and
         build a monitor on it; the other arguments are those of `Monitor`.
 
-        What ``amygdala watch`` and ``amygdala serve`` start from.
+        What ``amygdala watch`` and ``amygdala serve`` start from: layers, ``events_on``
+        and ``view`` not given follow the run's ``evaluation.json`` (`live_defaults`).
 
         Raises:
             VectorFileError: the run's vectors are missing or malformed.
             UnknownSiteError: a layer has no vectors.
             UnknownConceptError: a concept is not in the run.
+            ViewError: ``events_on`` or ``view`` is not a view.
         """
         ctx = open_run(run_dir, backend=backend, device=device, dtype=dtype)
         return cls(ctx, layers=layers, concepts=concepts, corpus=corpus, window=window,
-                   rule=rule, events_on=events_on)
+                   rule=rule, events_on=events_on, view=view)
+
+    def describe(self) -> str:
+        """One line for logs: the layers read and where they came from, and the view events
+        run on (``watch`` prints it on stderr, ``serve`` at startup)."""
+        layers = self.layers
+        where = (f"layers {', '.join(map(str, layers))} (mean z)" if len(layers) > 1
+                 else f"layer {layers[0]}")
+        return (f"{where} from {self.layers_from}; events on {self.events_on} from "
+                f"{self.events_on_from}")
 
     # ----- scoring ------------------------------------------------------------------
     def score(self, acts: Mapping[int, torch.Tensor | np.ndarray]
@@ -385,12 +454,14 @@ class Monitor:
         return np.stack(raw, axis=1), np.stack(z, axis=1), np.stack(rel, axis=1)
 
     def header(self, prompt: str = "") -> dict[str, Any]:
-        """The opening record of a stream (``type: start``): what the records hold."""
+        """The opening record of a stream (``type: start``): what the records hold and
+        where the layers came from (``layers_from``)."""
         return {"format": EVENT_FORMAT, "type": "start", "prompt": prompt,
                 "layers": list(self.layers), "concepts": list(self.concepts),
                 "window": self.window, "rule": self.rule.to_json(), "sink_tokens": self.skip,
                 "score": "z against neutral text (mean and std per layer and concept)",
-                "relative_rule": RELATIVE_RULE, "events_on": self.events_on}
+                "relative_rule": RELATIVE_RULE, "events_on": self.events_on,
+                "layers_from": self.layers_from}
 
     # ----- generation ---------------------------------------------------------------
     def run(

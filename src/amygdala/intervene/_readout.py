@@ -33,6 +33,7 @@ import torch
 
 from amygdala._io import write_atomic
 from amygdala._types import Site
+from amygdala._views import View, view_from_file
 from amygdala.backends._registry import Backend, Generation
 from amygdala.errors import (
     DimensionMismatchError,
@@ -339,7 +340,7 @@ class Readout:
 
         Attention-sink tokens are blank and left out of the colour scale, which is
         robust (`amygdala.intervene._display.color_limit`); a relative table (each
-        concept against the others) follows the raw one unless the z is relative.
+        concept against the others) follows the z one unless the z is relative.
         """
         from amygdala.intervene._display import heatmap_html
 
@@ -353,7 +354,7 @@ class Readout:
         return Path(path)
 
     def save_png(self, path: Path | str) -> Path:
-        """Write a PNG heat map, raw and relative panels (needs ``amygdala[plot]``).
+        """Write a PNG heat map, z and relative panels (needs ``amygdala[plot]``).
 
         Sinks are grey and outside the colour scale; limits are the 98th percentile of |z|.
         """
@@ -439,14 +440,17 @@ class RecommendedRead:
     Attributes:
         layer: the read-out's best single layer (None when the file names none).
         band: the band of layers to average, when the inner selection preferred one.
-        view: ``raw`` or ``relative`` (the one with the higher nested detection AUC).
+        view: ``z`` or ``relative`` (the one with the higher nested detection AUC;
+            ``z`` when the file names none).
         source: where the values came from, for messages.
+        view_named: whether the file named the view (else ``view`` is the default).
     """
 
     layer: int | None
     band: tuple[int, ...] = ()
-    view: str = "raw"
+    view: View = "z"
     source: str = "defaults (no evaluation.json)"
+    view_named: bool = False
 
     @property
     def layers(self) -> list[int]:
@@ -457,9 +461,10 @@ class RecommendedRead:
 def recommended_read(run_dir: Path | str | None, method: str) -> RecommendedRead:
     """The recommended read-out of ``method`` in ``RUN_DIR/evaluation.json``.
 
-    Format 3 files name it in ``recommended_read[method]`` (layer, band, view, chosen on
-    inner folds of the baseline-free task); older files give the paired task's
-    ``recommended_layer[method]`` and no band or view.
+    Files of format 3 and later name it in ``recommended_read[method]`` (layer, band,
+    view, chosen on inner folds of the baseline-free task; format 3 spelled the ``z`` view
+    ``raw``); older files give the paired task's ``recommended_layer[method]`` and no band
+    or view.
     """
     path = None if run_dir is None else Path(run_dir) / EVALUATION_FILE
     if path is None or not path.is_file():
@@ -479,9 +484,10 @@ def recommended_read(run_dir: Path | str | None, method: str) -> RecommendedRead
     entry = (data.get("recommended_read") or {}).get(method)
     if isinstance(entry, dict):
         layer = as_ints(entry.get("layer"))
-        view = entry.get("view") if entry.get("view") in ("raw", "relative") else "raw"
+        view = view_from_file(entry.get("view"))
         return RecommendedRead(layer=layer[0] if layer else None,
-                               band=as_ints(entry.get("band")), view=str(view),
+                               band=as_ints(entry.get("band")), view=view or "z",
+                               view_named=view is not None,
                                source=f"{path} (read-out, chosen on inner folds)")
     layer = as_ints((data.get("recommended_layer") or {}).get(method))
     return RecommendedRead(layer=layer[0] if layer else None,
@@ -500,7 +506,7 @@ def recommended_from_evaluation(run_dir: Path | str | None,
 def bundle_from_stats(vectors: SteeringVectorSet, stats: ReadoutStats, *,
                       recommended_layers: Sequence[int], band: Sequence[int] = (),
                       shared: Mapping[str, Any] | None = None,
-                      view: str = "raw") -> ReadoutBundle:
+                      view: View = "z") -> ReadoutBundle:
     """The read-out bundle of ``vectors`` with the neutral statistics ``stats``.
 
     Raises:

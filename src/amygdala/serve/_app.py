@@ -27,11 +27,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from amygdala._views import Display
 from amygdala.errors import RequestError
-from amygdala.intervene._monitor import EVENT_FORMAT, Monitor, MonitorResult, TokenRecord, View
+from amygdala.intervene._monitor import EVENT_FORMAT, Monitor, MonitorResult, TokenRecord
 from amygdala.intervene._readout import read
 from amygdala.serve._config import ServeConfig
-from amygdala.serve._requests import Job, parse_generation, parse_read
+from amygdala.serve._requests import Job, ReadJob, parse_generation, parse_read
 from amygdala.vectors._bundle import relative
 
 __all__ = ["Engine", "create_app"]
@@ -80,10 +81,15 @@ class Engine:
     def monitor_for(self, job: Job) -> Monitor:
         """A monitor with the request's layers and concepts, sharing the server's model."""
         base = self.monitor
-        return Monitor(base.vectors, base.backend, stats=base.stats,
-                       layers=job.layers or base.layers, concepts=job.concepts or base.concepts,
-                       window=base.window, rule=base.rule,
-                       events_on=job.events_on or base.events_on)
+        monitor = Monitor(base.vectors, base.backend, stats=base.stats,
+                          layers=job.layers or base.layers,
+                          concepts=job.concepts or base.concepts, window=base.window,
+                          rule=base.rule, events_on=job.events_on or base.events_on,
+                          view=base.view)
+        monitor.layers_from = "amygdala.layers" if job.layers else base.layers_from
+        monitor.events_on_from = ("amygdala.events_on" if job.events_on
+                                  else base.events_on_from)
+        return monitor
 
     async def _model(self) -> asyncio.Lock:
         if self._lock is None:
@@ -292,6 +298,11 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
     def finish_reason(result: MonitorResult) -> str:
         return "stop" if result.finish_reason == "stop" else "length"
 
+    def shown(job: Job | ReadJob) -> Display:
+        """The tables a request's records carry: its ``view``, else the server's default
+        (the run's recommended view, `Monitor.view`)."""
+        return job.view or monitor.view
+
     async def generation(request: Request, kind: Any) -> Response:
         authorise(request)
         job = parse_generation(await body_of(request), kind, config, vectors,
@@ -308,7 +319,7 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
             engine.leave()
 
     async def stream(job: Job, rid: str, created: int) -> AsyncIterator[bytes]:
-        header = {**engine.monitor_for(job).header(), "prompt": None, "view": job.view}
+        header = {**engine.monitor_for(job).header(), "prompt": None, "view": shown(job)}
         yield _sse(chunk(job, rid, created, text=None, finish=None, extra=header, first=True))
         records = engine.generate(job)
         try:
@@ -316,7 +327,7 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
                 if isinstance(item, TokenRecord):
                     yield _sse(chunk(job, rid, created, text=item.text, finish=None,
                                      extra=item.to_json(top_k=job.top_k, raw=job.raw,
-                                                      view=job.view)))
+                                                      view=shown(job))))
                 else:
                     yield _sse(chunk(job, rid, created, text=None,
                                      finish=finish_reason(item), extra=item.footer()))
@@ -352,9 +363,9 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
             group.cancel_scope.cancel()
         if result is None:  # the client went away; nobody reads this
             return Response(status_code=499)
-        table = _table(records, job.raw, job.view)
+        table = _table(records, job.raw, shown(job))
         table.update(engine.monitor_for(job).header(), type="table",
-                     finish_reason=result.finish_reason, prompt=None, view=job.view)
+                     finish_reason=result.finish_reason, prompt=None, view=shown(job))
         if job.kind == "chat":
             choice: dict[str, Any] = {
                 "index": 0, "message": {"role": "assistant", "content": result.generation.text},
@@ -394,11 +405,11 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
         sink = [t < monitor.skip for t in range(len(tokens))]
         out: dict[str, Any] = {
             "format": EVENT_FORMAT, "type": "read", "layers": list(layers),
-            "concepts": list(concepts), "tokens": tokens, "sink": sink, "view": job.view}
+            "concepts": list(concepts), "tokens": tokens, "sink": sink, "view": shown(job)}
         # The relative view subtracts the mean over all the run's concepts (as `read`).
         tables = {"z": [r.z for r in readouts], "relative": [relative(r.z) for r in readouts]}
         for name, per_layer in tables.items():
-            if job.view in (name, "both"):
+            if shown(job) in (name, "both"):
                 # [tokens, layers, concepts]
                 z = np.stack([t[:, columns] for t in per_layer], axis=1)
                 out[name] = [None if s else np.round(row.astype(np.float64), 4).tolist()
@@ -441,7 +452,7 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
     return app
 
 
-def _table(records: list[TokenRecord], raw: bool, view: View) -> dict[str, Any]:
+def _table(records: list[TokenRecord], raw: bool, view: Display) -> dict[str, Any]:
     """The whole read-out of a finished generation (non-streaming responses)."""
     out: dict[str, Any] = {
         "tokens": [r.token for r in records], "token_ids": [r.token_id for r in records],

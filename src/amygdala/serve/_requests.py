@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import attrs
 
-from amygdala.errors import RequestError
-from amygdala.intervene._monitor import EVENTS_ON, VIEWS, EventsOn, View
+from amygdala._views import Display, View, check_display, check_view
+from amygdala.errors import RequestError, ViewError
 from amygdala.intervene._steer import POSITIONS
 from amygdala.serve._config import ServeConfig
 from amygdala.vectors._set import SteeringVectorSet
@@ -36,7 +36,8 @@ class Job:
         concepts: concepts reported (None: all).
         top_k: concepts per token in the stream (None: the full table).
         raw: also report raw reader scores.
-        view: ``z``, ``relative`` or ``both``: which tables the records carry.
+        view: ``z``, ``relative`` or ``both``: which tables the records carry (None: the
+            server's, the run's recommended view).
         events_on: ``z`` or ``relative``: the view smoothing and events run on (None:
             the server's).
         steer: ``{concept: alpha}``.
@@ -56,8 +57,8 @@ class Job:
     concepts: tuple[str, ...] | None
     top_k: int | None
     raw: bool
-    view: View
-    events_on: EventsOn | None
+    view: Display | None
+    events_on: View | None
     steer: dict[str, float]
     steer_layers: tuple[int, ...] | None
     positions: Literal["all", "prompt", "generated"]
@@ -70,7 +71,7 @@ class ReadJob:
     text: str
     layers: tuple[int, ...] | None
     concepts: tuple[str, ...] | None
-    view: View = "z"
+    view: Display | None = None
 
 
 def _bad(message: str, param: str, *, code: str = "invalid_value", status: int = 400) -> None:
@@ -164,12 +165,15 @@ def _steer(value: Any, vectors: SteeringVectorSet, config: ServeConfig) -> dict[
     return out
 
 
-def _choice(value: Any, choices: Sequence[str], default: str | None, param: str) -> Any:
+def _view(value: Any, param: str, *, display: bool = False) -> Any:
+    """None, or a view (``display``: a display) checked by `amygdala._views`."""
     if value is None:
-        return default
-    if value not in choices:
-        _bad(f"{param} must be one of {', '.join(map(repr, choices))}, got {value!r}", param)
-    return value
+        return None
+    try:
+        return check_display(value, param) if display else check_view(value, param)
+    except ViewError as exc:
+        _bad(str(exc), param)
+    raise AssertionError  # unreachable: _bad raises
 
 
 def _extension(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -280,8 +284,8 @@ def parse_generation(body: Any, kind: Literal["chat", "completion"], config: Ser
                layers=_layers(ext.get("layers"), vectors, "amygdala.layers"),
                concepts=_concepts(ext.get("concepts"), vectors, "amygdala.concepts"),
                top_k=top_k, raw=_bool(ext, "raw", False, "amygdala.raw"),
-               view=_choice(ext.get("view"), VIEWS, "z", "amygdala.view"),
-               events_on=_choice(ext.get("events_on"), EVENTS_ON, None, "amygdala.events_on"),
+               view=_view(ext.get("view"), "amygdala.view", display=True),
+               events_on=_view(ext.get("events_on"), "amygdala.events_on"),
                steer=_steer(ext.get("steer"), vectors, config),
                steer_layers=_layers(ext.get("steer_layers"), vectors, "amygdala.steer_layers"),
                positions=positions)
@@ -304,4 +308,4 @@ def parse_read(body: Any, vectors: SteeringVectorSet) -> ReadJob:
              extra[0])
     return ReadJob(text=text, layers=_layers(body.get("layers"), vectors, "layers"),
                    concepts=_concepts(body.get("concepts"), vectors, "concepts"),
-                   view=_choice(body.get("view"), VIEWS, "z", "view"))
+                   view=_view(body.get("view"), "view", display=True))

@@ -7,8 +7,9 @@ Files (safetensors + JSON, never pickle):
   score of a hidden state ``h`` (no per-concept renormalisation);
 - ``readout.json``: concept order, layers, the neutral per-token mean and standard
   deviation of each concept's score per layer (z-scores), the pooling the vectors were
-  fit with, the recommended layer(s) and band, and the share of each concept's score
-  variance that the component shared by all concepts explains. Field list:
+  fit with, the recommended layer(s), band and view (``z`` or ``relative``,
+  `amygdala._views`), and the share of each concept's score variance that the component
+  shared by all concepts explains. Field list:
   ``docs/steering.md`` (the read-out bundle).
 
 `ReadoutBundle.zscores` is the reference implementation of the z-scores, a band of
@@ -28,6 +29,7 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from amygdala._io import write_atomic
+from amygdala._views import View, check_view, view_from_file
 from amygdala.errors import DimensionMismatchError, UnknownSiteError, VectorFileError
 from amygdala.vectors._files import READOUT_ARRAYS, READOUT_META
 
@@ -38,7 +40,9 @@ __all__ = [
     "shared_variance",
 ]
 
-BUNDLE_FORMAT = 2
+# 3: the recommended view is named "z" (format 2 called it "raw"); format 2 still loads.
+BUNDLE_FORMAT = 3
+_READABLE = (2, 3)
 SCORE = ("score[c] = readers[c] . h + offsets[c]; "
          "z[c] = (score[c] - neutral.mean[c]) / neutral.std[c]")
 
@@ -90,8 +94,8 @@ class ReadoutBundle:
         fit_pooling: the token pooling the vectors were fit with.
         recommended_layers: the layer(s) to read (from ``evaluation.json`` when present).
         band: a recommended band of layers for the multi-layer read-out (may be empty).
-        view: the recommended view, ``raw`` or ``relative`` (the one with the higher nested
-            detection AUC in ``evaluation.json``; ``raw`` when not measured).
+        view: the recommended view, ``z`` or ``relative`` (the one with the higher nested
+            detection AUC in ``evaluation.json``; ``z`` when not measured).
         method, normalisation: of the vectors.
         shared: share of each concept's score variance explained by the mean over
             concepts (``{"layer": L, "per_concept": {...}, "mean": x, "measured_on": ...}``),
@@ -110,7 +114,7 @@ class ReadoutBundle:
     fit_pooling: str
     recommended_layers: tuple[int, ...] = attrs.field(converter=_ints)
     band: tuple[int, ...] = attrs.field(default=(), converter=_ints)
-    view: str = attrs.field(default="raw", validator=attrs.validators.in_(("raw", "relative")))
+    view: View = attrs.field(default="z", converter=check_view)
     method: str
     normalisation: str
     shared: Mapping[str, Any] = attrs.field(factory=dict)
@@ -204,11 +208,18 @@ class ReadoutBundle:
             raise VectorFileError(
                 f"cannot read a readout bundle in {path}: {exc}; write one with `amygdala "
                 "train CORPUS --out DIR --export-readout`") from exc
-        if meta.get("format_version") != BUNDLE_FORMAT:
+        if meta.get("format_version") not in _READABLE:
             raise VectorFileError(
                 f"{meta_path} has format_version {meta.get('format_version')}, this amygdala "
-                f"reads {BUNDLE_FORMAT} (format 1 bundles had unit-norm readers and no neutral "
-                "statistics); re-export with `amygdala train ... --export-readout`")
+                f"reads {' and '.join(map(str, _READABLE))} (format 1 bundles had unit-norm "
+                "readers and no neutral statistics); re-export with `amygdala train ... "
+                "--export-readout`")
+        view = view_from_file(meta.get("recommended_view", "z"))
+        if view is None:
+            raise VectorFileError(
+                f"{meta_path} names recommended_view {meta.get('recommended_view')!r}; "
+                "expected z or relative (or raw, the old name of z): fix the field or "
+                "re-export the bundle")
         try:
             layers = [int(x) for x in meta["layers"]]
             neutral = meta["neutral"]
@@ -222,7 +233,7 @@ class ReadoutBundle:
                              for x in layers},
                 skip=int(meta["skip"]), n_neutral_tokens=int(meta["n_neutral_tokens"]),
                 fit_pooling=meta["fit_pooling"], recommended_layers=meta["recommended_layers"],
-                band=meta.get("band", []), view=meta.get("recommended_view", "raw"),
+                band=meta.get("band", []), view=view,
                 method=meta["method"],
                 normalisation=meta["normalisation"], shared=meta.get("shared_component", {}),
                 provenance=meta.get("provenance", {}))

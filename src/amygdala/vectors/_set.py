@@ -16,6 +16,7 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from amygdala._io import write_atomic
+from amygdala._views import View
 from amygdala.errors import (
     DimensionMismatchError,
     NonFiniteError,
@@ -351,7 +352,7 @@ class SteeringVectorSet:
         self, *, neutral_mean: Mapping[int, np.ndarray],
         neutral_std: Mapping[int, np.ndarray], n_neutral_tokens: int, skip: int = 2,
         recommended_layers: Sequence[int] = (), band: Sequence[int] = (),
-        shared: Mapping[str, Any] | None = None, view: str = "raw",
+        shared: Mapping[str, Any] | None = None, view: View = "z",
     ) -> ReadoutBundle:
         """The read-out bundle (`amygdala.vectors._bundle`) of these vectors.
 
@@ -368,7 +369,10 @@ class SteeringVectorSet:
             recommended_layers: layer(s) to read by default (default: the middle layer).
             band: a band of layers for the multi-layer read-out.
             shared: the shared-component measurement to record.
-            view: the recommended view (``raw`` or ``relative``).
+            view: the recommended view, ``z`` or ``relative`` (`amygdala._views`).
+
+        Raises:
+            ViewError: ``view`` is neither.
         """
         return ReadoutBundle(
             concepts=self.concepts, layers=self.layers,
