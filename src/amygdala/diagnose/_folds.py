@@ -5,10 +5,11 @@ learning-curve draws). Refitting through `extract` on a sub-corpus is exact but 
 (about a second per fit for ``probe`` on the shipped corpus), so the methods whose fit is
 a function of per-scenario sums get a *fast fitter* that precomputes those sums once
 (standardised paired differences, their per-concept Gram matrices, their outer products)
-and, per fold, only removes what the held-out scenarios contributed. Every other method
-(and every method when the corpus has no neutral texts, since the reference statistics
-then come from the scenarios themselves) goes through `extract` on the training
-scenarios. ``tests/test_evaluate.py`` checks that each fast fitter returns the same readers
+and, per fold, only removes what the held-out scenarios contributed; ``subspace`` keeps one
+orthonormal basis per concept and layer for the span of every text it may use, and a fold
+only reweights the rows in it. ``unpaired`` (stories only) is fitted once through `extract`,
+and so is every method when the corpus has no neutral texts (the reference statistics then
+come from the scenarios themselves, so each fold has its own). ``tests/test_evaluate.py`` checks that each fast fitter returns the same readers
 as `extract` on the same training scenarios.
 
 A fit yields raw-space *readers* and *offsets*: ``readers[c, l] @ h + offsets[c, l]`` is
@@ -23,6 +24,7 @@ import attrs
 import numpy as np
 
 from amygdala.corpus._model import Corpus
+from amygdala.errors import DegenerateDirectionError
 from amygdala.vectors import _extract
 from amygdala.vectors._extract import (
     ExtractionInput,
@@ -150,6 +152,7 @@ class _Fast:
         self._combined: tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]] | None = None
         self._padded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._eig: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._subspace: dict[int, _SubspaceBasis] = {}
 
     def onehot(self, train: np.ndarray) -> np.ndarray:
         """``[concepts, items]`` mean weights over training items, and fitted mask."""
@@ -206,6 +209,34 @@ class _Fast:
                     counts[c] = len(stories)
             self._combined = (v.rows(ids).astype(np.float32), sums, counts, neutral_pcs(v))
         return self._combined
+
+    def subspace_basis(self, concept: int) -> _SubspaceBasis:
+        """The span of every text one concept's ``subspace`` fit can use (cached).
+
+        Rows: the concept's variants and baselines in every scenario, its stories and the
+        reference texts, in method space. Per layer a QR of the stacked rows gives an
+        orthonormal basis ``q`` of their span and ``M = sum_i w_i x_i x_i^T`` becomes
+        ``r diag(w) r^T`` in it, so a fold only reweights ``r`` (held-out rows get weight 0).
+        """
+        if concept not in self._subspace:
+            name = self.concepts[concept]
+            corpus = self._corpus
+            v = views(self._data, corpus, self.mean, self.std)
+            known = name in corpus.concepts
+            scenarios = [(si, s) for si, s in enumerate(corpus.scenarios) if name in s.variants]
+            stories = [t.id for t in corpus.stories_for(name)] if known else []
+            ids = [s.variants[name].id for _, s in scenarios]
+            ids += [s.baseline.id for _, s in scenarios] + stories + list(v.reference)
+            sign = np.concatenate([np.ones(len(scenarios)), -np.ones(len(scenarios)),
+                                   np.ones(len(stories)), np.zeros(len(v.reference))])
+            owner = np.concatenate([[si for si, _ in scenarios] * 2,
+                                    np.full(len(stories) + len(v.reference), -1)]).astype(int)
+            rows = v.rows(ids).astype(np.float64)  # [n, L, d]
+            q, r = np.linalg.qr(np.transpose(rows, (1, 2, 0)))  # [L, d, k], [L, k, n]
+            self._subspace[concept] = _SubspaceBasis(
+                q=q.astype(np.float32), r=r, sign=sign, owner=owner, n_stories=len(stories),
+                n_reference=len(v.reference))
+        return self._subspace[concept]
 
     def eig(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """Eigendecomposition of ``sum over all items of r r^T`` at ``layer`` (cached)."""
@@ -347,10 +378,72 @@ def _fit_combined(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
     return fast.pack(out, fitted)
 
 
+@attrs.frozen(kw_only=True)
+class _SubspaceBasis:
+    """One concept's rows for ``subspace`` (see `_Fast.subspace_basis`).
+
+    Attributes:
+        q: ``[L, d, k]`` orthonormal basis of the rows' span per layer (float32).
+        r: ``[L, k, n]`` the rows in that basis.
+        sign: ``[n]`` +1 variants and stories, -1 baselines, 0 reference texts.
+        owner: ``[n]`` the scenario of a variant or baseline row, -1 otherwise.
+        n_stories: stories of the concept; n_reference: reference texts.
+    """
+
+    q: np.ndarray = attrs.field(eq=False)
+    r: np.ndarray = attrs.field(eq=False)
+    sign: np.ndarray = attrs.field(eq=False)
+    owner: np.ndarray = attrs.field(eq=False)
+    n_stories: int
+    n_reference: int
+
+
+def _fit_subspace(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
+    """``subspace`` on the training scenarios: `vectors._methods.subspace` in a fixed span.
+
+    The weights are `_methods._subspace_sets`'s: variants ``+1/T`` and baselines ``-1/T``
+    of the training scenarios, stories ``+1/T`` and reference texts ``-(stories/T)/refs``,
+    with ``T`` = training scenarios + stories. The top eigenvector of ``M_pos - M_base`` lies
+    in the span of the rows with non-zero weight, a subspace of the precomputed one.
+    """
+    layers, d = fast.shape
+    out = np.zeros((len(fast.concepts), layers, d))
+    fitted = np.zeros(len(fast.concepts), bool)
+    for c in range(len(fast.concepts)):
+        basis = fast.subspace_basis(c)
+        kept = (basis.owner < 0) | train[np.maximum(basis.owner, 0)]
+        n_scenarios = int(((basis.owner >= 0) & kept).sum()) // 2
+        total = n_scenarios + basis.n_stories
+        if total == 0:
+            continue
+        w = np.where(kept, basis.sign, 0.0) / total
+        if basis.n_reference:
+            w[basis.sign == 0] = -(basis.n_stories / total) / basis.n_reference
+        if not (w > 0).any() or not (w < 0).any():
+            raise DegenerateDirectionError(
+                f"method 'subspace' needs positives and base texts for "
+                f"{fast.concepts[c]!r}; got {int((w > 0).sum())} positives and "
+                f"{int((w < 0).sum())} base texts")
+        small = (basis.r * w) @ np.swapaxes(basis.r, -1, -2)  # [L, k, k]
+        vals, vecs = np.linalg.eigh((small + np.swapaxes(small, -1, -2)) / 2)
+        top, first = vals[:, -1], vecs[:, :, -1]  # [L], [L, k]
+        if (top <= 1e-9 * np.maximum(np.abs(vals).max(axis=-1), 1e-300)).any():
+            empty = np.flatnonzero(top <= 1e-9 * np.abs(vals).max(axis=-1)).tolist()
+            raise DegenerateDirectionError(
+                f"method 'subspace': {fast.concepts[c]!r} has no direction with more energy "
+                f"in its texts than in their base texts at layer indices {empty}; use "
+                "another method")
+        contrast = np.einsum("lkn,n->lk", basis.r, w)
+        first *= np.where(np.einsum("lk,lk->l", first, contrast) < 0, -1.0, 1.0)[:, None]
+        out[c] = np.einsum("ldk,lk->ld", basis.q, first, dtype=np.float64)
+        fitted[c] = True
+    return fast.pack(out, fitted)
+
+
 # Each fast fit takes the probe's shrinkage; the other methods ignore it.
 _FAST_FITS: dict[str, Callable[[_Fast, np.ndarray, float], FoldFit]] = {
     "paired": _fit_paired, "paired_centred": _fit_centred, "pca": _fit_pca,
-    "probe": _fit_probe, "combined": _fit_combined,
+    "probe": _fit_probe, "combined": _fit_combined, "subspace": _fit_subspace,
 }
 
 
