@@ -124,3 +124,25 @@ def test_smollm_read_command(small_run_copy: Any, tmp_path: Path,
                  "--html", str(tmp_path / "r.html"), "--color", "never"]) == 0
     out = capsys.readouterr().out
     assert "layer 15" in out and "' laughed'" in out and (tmp_path / "r.html").is_file()
+
+
+def test_readout_stats_file_is_byte_identical_through_the_codec() -> None:
+    """tests/data/codec/readout_stats.json was written by the hand-written ``to_json``
+    (before the codec): reading and writing it again gives the same bytes, as
+    `load_or_compute_stats` writes them."""
+    path = Path(__file__).parent / "data" / "codec" / "readout_stats.json"
+    text = path.read_text()
+    stats = ReadoutStats.from_json(json.loads(text))
+    assert stats.mean[9].dtype == np.float32 and list(stats.mean) == [9, 15]
+    assert (stats.skip, stats.skip_source, stats.n_tokens) == (4, "run pooling mean_skip4", 1234)
+    assert json.dumps(stats.to_json()) + "\n" == text
+    # Layers are written in order whatever order they were given in.
+    reordered = ReadoutStats(concepts=stats.concepts, mean={15: stats.mean[15], 9: stats.mean[9]},
+                             std={15: stats.std[15], 9: stats.std[9]}, n_tokens=stats.n_tokens,
+                             key=stats.key, skip=stats.skip, skip_source=stats.skip_source)
+    assert json.dumps(reordered.to_json()) + "\n" == text
+    # An older file without skip fields reads with the defaults.
+    old = json.loads(text)
+    del old["skip"], old["skip_source"]
+    assert (ReadoutStats.from_json(old).skip, ReadoutStats.from_json(old).skip_source) == (
+        2, "default 2")

@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 import torch
 
+from amygdala._codec import from_data, spec, to_data
 from amygdala._io import write_atomic
 from amygdala._types import Site
 from amygdala._views import View, view_from_file
@@ -138,22 +139,45 @@ class ReadoutStats:
         return (scores - self.mean[layer]) / self.std[layer]  # type: ignore[no-any-return]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"format_version": _STATS_FORMAT, "key": self.key, "skip": self.skip,
-                "skip_source": self.skip_source,
-                "concepts": list(self.concepts), "n_tokens": self.n_tokens,
-                "layers": {str(k): {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()}
-                           for k in sorted(self.mean)}}
+        """A JSON-ready dict (``readout_stats.json``, through `amygdala._codec`)."""
+        layers = {k: _LayerStats(mean=self.mean[k], std=self.std[k]) for k in sorted(self.mean)}
+        record = _StatsFile(key=self.key, skip=self.skip, skip_source=self.skip_source,
+                            concepts=self.concepts, n_tokens=self.n_tokens, layers=layers)
+        return {"format_version": _STATS_FORMAT, **to_data(record)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ReadoutStats:
-        """Inverse of `to_json`."""
-        layers = data["layers"]
-        return cls(concepts=data["concepts"], n_tokens=int(data["n_tokens"]), key=data["key"],
-                   skip=int(data.get("skip", _SKIP)),
-                   skip_source=str(data.get("skip_source", f"default {_SKIP}")),
-                   mean={int(k): np.asarray(v["mean"], np.float32) for k, v in layers.items()},
-                   std={int(k): np.asarray(v["std"], np.float32) for k, v in layers.items()})
+    def from_json(cls, data: Mapping[str, Any]) -> ReadoutStats:
+        """Inverse of `to_json` (files without ``skip`` read the default).
+
+        The caller checks ``format_version``: `load_or_compute_stats` recomputes a file of
+        another format rather than refusing it (it is a cache).
+        """
+        record = from_data(_StatsFile, data)
+        return cls(concepts=record.concepts, n_tokens=record.n_tokens, key=record.key,
+                   skip=record.skip, skip_source=record.skip_source,
+                   mean={k: v.mean for k, v in record.layers.items()},
+                   std={k: v.std for k, v in record.layers.items()})
+
+
+@attrs.frozen(kw_only=True)
+class _LayerStats:
+    """One layer's entry of ``readout_stats.json``."""
+
+    mean: np.ndarray = attrs.field(eq=False, metadata=spec(dtype="float32"))
+    std: np.ndarray = attrs.field(eq=False, metadata=spec(dtype="float32"))
+
+
+@attrs.frozen(kw_only=True)
+class _StatsFile:
+    """``readout_stats.json`` as written (its layout, per layer ``{mean, std}``, predates
+    the codec; the field order is the file's key order)."""
+
+    key: str
+    skip: int = _SKIP
+    skip_source: str = f"default {_SKIP}"
+    concepts: tuple[str, ...]
+    n_tokens: int
+    layers: dict[int, _LayerStats]
 
 
 def _stats_key(vectors: SteeringVectorSet) -> str:
