@@ -1,27 +1,9 @@
-"""The backend conformance suite: what every `Backend` must do, as plain functions.
-
-A third-party backend runs it from its own tests::
-
-    from amygdala.testing import check_backend
-
-    def test_my_backend_conforms():
-        check_backend(lambda: MyBackend(load_model("path/to/a/small/model")))
-
-`check_backend` runs every check in `CHECKS` (and, given a ``reference`` backend on
-the same weights, every check in `PARITY_CHECKS`) and raises one `AssertionError`
-naming each check that failed and why. Each check is also a plain function of a
-backend, so a test suite can run them one by one; `BackendConformance` is a base
-class whose ``test_*`` methods pytest collects in a subclass.
-
-The checks need a model of at least 2 layers, 2 attention heads and 10 MLP neurons,
-and a tokenizer that turns each of `TEXTS` into a few tokens. Nothing here imports
-pytest.
-"""
+"""The checks of one backend (`CHECKS`): capture, forward passes, edits, ablations,
+errors, weights and identity."""
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -30,46 +12,36 @@ import torch
 from amygdala._types import POINTS, Pooling, Site
 from amygdala.backends._protocol import Ablation, Backend, Edit
 from amygdala.errors import DimensionMismatchError, UnknownSiteError
+from amygdala.testing._common import (
+    PROMPT,
+    RESIDUAL,
+    TEXTS,
+    _close,
+    _differs,
+    _InsideBlockError,
+    _layers,
+    _vector,
+)
 
-__all__ = ["CHECKS", "PARITY_CHECKS", "PROMPT", "TEXTS", "BackendConformance",
-           "check_backend"]
-
-TEXTS: Final = ("The kettle clicked off.", "He read the letter twice, then folded it.", "Rain.")
-PROMPT: Final = "The cat sat"
-RESIDUAL: Final = ("resid_pre", "resid_mid", "resid_post")
-# Cross-backend tolerance: two backends on the same float32 weights may sum in a
-# different order, never more.
-_PARITY = {"rtol": 1e-4, "atol": 1e-5}
-
-
-class _InsideBlockError(RuntimeError):
-    """Raised inside a context manager to check that its hooks are removed anyway."""
-
-
-def _close(actual: torch.Tensor, expected: torch.Tensor, what: str, **tol: float) -> None:
-    try:
-        torch.testing.assert_close(actual, expected, **tol)  # type: ignore[arg-type]
-    except AssertionError as exc:
-        raise AssertionError(f"{what}: {exc}") from None
-
-
-def _differs(a: torch.Tensor, b: torch.Tensor, what: str, by: float = 1e-4) -> None:
-    gap = float((a - b).abs().max())
-    if not gap > by:
-        raise AssertionError(f"{what}: expected a change above {by:g}, the largest is {gap:.2e}")
-
-
-def _vector(width: int, seed: int, scale: float = 0.7) -> torch.Tensor:
-    return scale * torch.randn(width, generator=torch.Generator().manual_seed(seed))
-
-
-def _layers(backend: Backend) -> tuple[int, int]:
-    """(an early layer, the last layer); the suite needs two distinct ones."""
-    n = backend.dims.n_layers
-    if n < 2:
-        raise AssertionError(f"the conformance suite needs a model of >= 2 layers, got {n}")
-    return 0, n - 1
-
+__all__ = [
+    "CHECKS",
+    "check_ablation_modes",
+    "check_batching_invariance",
+    "check_cached_generation_under_steering",
+    "check_capture_shapes",
+    "check_edit_positions_are_absolute",
+    "check_edits_at_every_residual_point",
+    "check_forward_stop_at",
+    "check_hooks_removed_after_exceptions",
+    "check_identity",
+    "check_identity_edit",
+    "check_logits_of_ids",
+    "check_neuron_ablation_is_local",
+    "check_per_row_ablation",
+    "check_pooled_mean_is_token_mean",
+    "check_typed_errors",
+    "check_weight_shapes",
+]
 
 # ----- capture ----------------------------------------------------------------------------
 
@@ -397,217 +369,3 @@ CHECKS: Final[Mapping[str, Callable[[Backend], None]]] = {
     "typed_errors": check_typed_errors,
     "weight_shapes": check_weight_shapes,
 }
-
-
-# ----- two backends on the same weights ---------------------------------------------------
-
-
-def check_parity_capture(backend: Backend, reference: Backend) -> None:
-    """Both backends read the same activations at every point of every layer."""
-    sites = [Site(layer=layer, point=p) for layer in range(backend.dims.n_layers)
-             for p in POINTS]
-    a = backend.capture(list(TEXTS), sites, Pooling())
-    b = reference.capture(list(TEXTS), sites, Pooling())
-    for site in sites:
-        _close(a[site], b[site], f"capture at {site} vs the reference", **_PARITY)
-
-
-def check_parity_edits(backend: Backend, reference: Backend) -> None:
-    """A non-zero edit at every residual point moves the logits as in the reference."""
-    for layer in range(backend.dims.n_layers):
-        for k, point in enumerate(RESIDUAL):
-            site = Site(layer=layer, point=point)  # type: ignore[arg-type]
-            edit = Edit(site=site, vector=_vector(backend.dims.d_model, seed=10 * layer + k),
-                        start=2)
-            with backend.editing([edit]):
-                a = backend.logits(list(TEXTS))
-            with reference.editing([edit]):
-                b = reference.logits(list(TEXTS))
-            _close(a, b, f"logits under an edit at {site} vs the reference", **_PARITY)
-
-
-def check_parity_ablations(backend: Backend, reference: Backend) -> None:
-    """Zero, scale, mean and per-row ablations change the logits as in the reference."""
-    d = backend.dims
-    kinds = {
-        "heads zero": [Ablation(layer=0, component="heads", indices=[0, 1])],
-        "neurons scale": [Ablation(layer=1, component="neurons", indices=[0, 5, 9],
-                                   mode="scale", factor=3.0)],
-        "heads mean": [Ablation(layer=1, component="heads", indices=[1], mode="mean",
-                                means=torch.linspace(-1, 1, d.n_heads * d.d_head))],
-        "neurons mean": [Ablation(layer=0, component="neurons", indices=[7, 8], mode="mean",
-                                  means=torch.linspace(2, -2, d.d_mlp))],
-        "per row": [Ablation(layer=1, component="heads", indices=[0], rows=(1,))],
-    }
-    for kind, ablations in kinds.items():
-        texts = [TEXTS[1], TEXTS[1]] if kind == "per row" else list(TEXTS)
-        with backend.ablating(ablations):
-            a = backend.logits(texts)
-        with reference.ablating(ablations):
-            b = reference.logits(texts)
-        _close(a, b, f"logits under {kind} ablation vs the reference", **_PARITY)
-
-
-def check_parity_generation(backend: Backend, reference: Backend) -> None:
-    """Greedy steered generation gives the reference's tokens."""
-    vector = _vector(backend.dims.d_model, seed=2, scale=1.0)
-    runs = []
-    for b in (backend, reference):
-        with b.editing([Edit(site=Site(layer=1, point="resid_mid"), vector=vector)]):
-            runs.append(b.generate(PROMPT, max_new_tokens=8, use_cache=False).token_ids)
-    if runs[0] != runs[1]:
-        raise AssertionError(f"steered generation {runs[0]} != the reference's {runs[1]}")
-
-
-PARITY_CHECKS: Final[Mapping[str, Callable[[Backend, Backend], None]]] = {
-    "parity_capture": check_parity_capture,
-    "parity_edits": check_parity_edits,
-    "parity_ablations": check_parity_ablations,
-    "parity_generation": check_parity_generation,
-}
-
-
-# ----- running the suite ------------------------------------------------------------------
-
-
-def _failure(name: str, exc: BaseException) -> str:
-    if isinstance(exc, AssertionError):
-        return f"- {name}: {exc}"
-    where = traceback.extract_tb(exc.__traceback__)[-1]
-    return (f"- {name}: raised {type(exc).__name__}: {exc} "
-            f"({where.filename}:{where.lineno})")
-
-
-def _one(check: Callable[[Backend], None], make: Callable[[], Backend]) -> Callable[[], None]:
-    return lambda: check(make())
-
-
-def _two(check: Callable[[Backend, Backend], None], make: Callable[[], Backend],
-         make_reference: Callable[[], Backend]) -> Callable[[], None]:
-    return lambda: check(make(), make_reference())
-
-
-def check_backend(
-    make_backend: Callable[[], Backend], *,
-    reference: Callable[[], Backend] | None = None,
-    only: Iterable[str] | None = None,
-) -> None:
-    """Run the conformance suite on a backend; raise `AssertionError` listing every failure.
-
-    Args:
-        make_backend: builds a fresh backend; called once per check, so a check that
-            leaves a hook behind cannot make another one fail.
-        reference: builds a trusted backend on the same weights (e.g. the torch backend
-            on its own copy of the model); adds `PARITY_CHECKS`.
-        only: names of the checks to run (keys of `CHECKS` and `PARITY_CHECKS`);
-            default all.
-
-    Raises:
-        AssertionError: one or more checks failed (each named, with its reason; a check
-            that raised another exception is reported with where it was raised).
-        KeyError: ``only`` names a check that does not exist.
-    """
-    runs = {name: _one(check, make_backend) for name, check in CHECKS.items()}
-    if reference is not None:
-        runs |= {name: _two(check, make_backend, reference)
-                 for name, check in PARITY_CHECKS.items()}
-    if only is not None:
-        wanted = list(only)
-        unknown = [n for n in wanted if n not in CHECKS and n not in PARITY_CHECKS]
-        if unknown:
-            raise KeyError(f"unknown checks {unknown}; expected names from "
-                           f"{', '.join([*CHECKS, *PARITY_CHECKS])}")
-        runs = {n: run for n, run in runs.items() if n in wanted}
-    failures: list[str] = []
-    for name, run in runs.items():
-        try:
-            run()
-        except Exception as exc:
-            failures.append(_failure(name, exc))
-    if failures:
-        raise AssertionError(f"{len(failures)} of {len(runs)} backend conformance checks "
-                             "failed:\n" + "\n".join(failures))
-
-
-class BackendConformance:
-    """Base class for a pytest class: subclass it as ``Test...`` and define `make_backend`.
-
-    Each check becomes one test; define `make_reference` too for the parity checks.
-
-    >>> class TestMyBackend(BackendConformance):  # doctest: +SKIP
-    ...     def make_backend(self):
-    ...         return MyBackend(load_model("my-small-model"))
-    """
-
-    def make_backend(self) -> Backend:
-        """Build a fresh backend (called once per test)."""
-        raise NotImplementedError("define make_backend() in the subclass")
-
-    def make_reference(self) -> Backend | None:
-        """Build a trusted backend on the same weights, or None to skip parity."""
-        return None
-
-    def _pair(self, name: str) -> None:
-        reference = self.make_reference()
-        if reference is not None:
-            PARITY_CHECKS[name](self.make_backend(), reference)
-
-    def test_identity(self) -> None:
-        check_identity(self.make_backend())
-
-    def test_capture_shapes(self) -> None:
-        check_capture_shapes(self.make_backend())
-
-    def test_batching_invariance(self) -> None:
-        check_batching_invariance(self.make_backend())
-
-    def test_pooled_mean_is_token_mean(self) -> None:
-        check_pooled_mean_is_token_mean(self.make_backend())
-
-    def test_logits_of_ids(self) -> None:
-        check_logits_of_ids(self.make_backend())
-
-    def test_forward_stop_at(self) -> None:
-        check_forward_stop_at(self.make_backend())
-
-    def test_identity_edit(self) -> None:
-        check_identity_edit(self.make_backend())
-
-    def test_edits_at_every_residual_point(self) -> None:
-        check_edits_at_every_residual_point(self.make_backend())
-
-    def test_edit_positions_are_absolute(self) -> None:
-        check_edit_positions_are_absolute(self.make_backend())
-
-    def test_hooks_removed_after_exceptions(self) -> None:
-        check_hooks_removed_after_exceptions(self.make_backend())
-
-    def test_cached_generation_under_steering(self) -> None:
-        check_cached_generation_under_steering(self.make_backend())
-
-    def test_neuron_ablation_is_local(self) -> None:
-        check_neuron_ablation_is_local(self.make_backend())
-
-    def test_ablation_modes(self) -> None:
-        check_ablation_modes(self.make_backend())
-
-    def test_per_row_ablation(self) -> None:
-        check_per_row_ablation(self.make_backend())
-
-    def test_typed_errors(self) -> None:
-        check_typed_errors(self.make_backend())
-
-    def test_weight_shapes(self) -> None:
-        check_weight_shapes(self.make_backend())
-
-    def test_parity_capture(self) -> None:
-        self._pair("parity_capture")
-
-    def test_parity_edits(self) -> None:
-        self._pair("parity_edits")
-
-    def test_parity_ablations(self) -> None:
-        self._pair("parity_ablations")
-
-    def test_parity_generation(self) -> None:
-        self._pair("parity_generation")
