@@ -172,3 +172,57 @@ def small_run_copy(small_run: Any, tmp_path: Path) -> Any:
     run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
     return SimpleNamespace(result=small_run.result, run_dir=run_dir,
                            session=small_run.session, corpus=small_run.corpus)
+
+
+# The tiny run of the command-line tests (test_cli_all, test_eval_steer_options).
+TINY_RUN_CONCEPTS = ("joyful", "sad")
+
+
+def write_tiny_corpus(root: Path) -> Path:
+    """Four paired scenarios of `TINY_RUN_CONCEPTS` (each variant led by its feeling) and
+    four neutral texts under ``root``."""
+    from tests.corpus_helpers import prose, write
+
+    leads = {"joyful": "I laughed and sang, so happy and glad",
+             "sad": "I wept alone, so sad and grey"}
+    seed = 0
+    for s in range(4):
+        write(root / "paired" / f"scene_{s}" / "baseline.txt", prose(60, seed))
+        for k, concept in enumerate(TINY_RUN_CONCEPTS, start=1):
+            write(root / "paired" / f"scene_{s}" / f"{concept}.txt",
+                  prose(50, seed + k, lead=leads[concept]))
+        seed += 3
+    for k in range(4):
+        write(root / "neutral" / f"n{k}.txt", prose(40, 100 + k, lead="The bus left"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """A tiny Llama saved to disk (loaded by path, as a user's model), a tiny corpus and
+    one default `amygdala train` run of it: ``{"model", "corpus", "run", "store"}``.
+
+    Read-only: a test that writes into the run takes `tiny_run_copy`; at the end of the
+    session the run directory must hold exactly the files, bytes included, it was made with.
+    """
+    from amygdala.cli import main
+
+    base = tmp_path_factory.mktemp("tiny-run")
+    model_dir = base / "model"
+    loaded = tiny_llama()
+    loaded.model.save_pretrained(model_dir)
+    loaded.tokenizer.save_pretrained(model_dir)
+    corpus = write_tiny_corpus(base / "corpus")
+    run = base / "run"
+    code = main(["train", str(corpus), "--out", str(run), "--model", str(model_dir),
+                 "--store", str(base / "store"), "--batch-size", "4", "--quiet"])
+    assert code == 0
+    before = dir_snapshot(run)
+    yield {"model": model_dir, "corpus": corpus, "run": run, "store": base / "store"}
+    assert dir_snapshot(run) == before, "a test wrote into the shared tiny run; use tiny_run_copy"
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run: dict[str, Path], tmp_path: Path) -> Path:
+    """This test's own copy of `tiny_run`'s run directory."""
+    return Path(shutil.copytree(tiny_run["run"], tmp_path / "run"))

