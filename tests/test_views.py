@@ -297,3 +297,22 @@ def test_read_refuses_the_old_view_name(capsys: pytest.CaptureFixture[str]) -> N
         main(["read", "RUN", "text", "--view", "raw"])
     assert exit_info.value.code == 2
     assert "'raw' is the old name of 'z': pass --view z" in capsys.readouterr().err
+
+
+def test_watch_on_a_trained_run_reads_where_its_evaluation_says(
+        tiny_run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end, nothing patched: ``amygdala train`` wrote evaluation.json; ``watch``
+    opens the run by path and reads its recommended read-out."""
+    from amygdala.cli import main
+
+    evaluation = json.loads((tiny_run_copy / "evaluation.json").read_text())
+    method = json.loads((tiny_run_copy / "vectors.json").read_text())["method"]
+    rec = evaluation["recommended_read"][method]
+    assert main(["watch", str(tiny_run_copy), PROMPT, "--no-chat", "--max-new-tokens", "2",
+                 "--jsonl", "-", "--device", "cpu"]) == 0
+    out = capsys.readouterr()
+    start = json.loads(out.out.splitlines()[0])
+    assert start["layers"] == (rec["band"] or [rec["layer"]])
+    assert start["events_on"] == start["view"] == rec["view"]
+    assert str(tiny_run_copy / "evaluation.json") in start["layers_from"]
+    assert "from the recommended read-out" in out.err
