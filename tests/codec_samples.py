@@ -15,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
+from amygdala._io import write_json
 from amygdala._types import Pooling
 from amygdala.corpus._lint import Finding, LintReport
 from amygdala.diagnose._circuit_experiments import (
@@ -31,6 +33,7 @@ from amygdala.diagnose._circuit_experiments import (
 from amygdala.diagnose._circuits import Circuit, HeadScore, NeuronScore
 from amygdala.diagnose._curve import CurvePoint
 from amygdala.diagnose._detection import Detection
+from amygdala.diagnose._evaluate import Evaluation, MethodEvaluation
 from amygdala.diagnose._heldout import HeldoutTransfer
 from amygdala.diagnose._intervals import Accuracy, Confusion
 from amygdala.diagnose._quality import (
@@ -42,6 +45,7 @@ from amygdala.diagnose._quality import (
 from amygdala.diagnose._transfer import Transfer
 from amygdala.intervene._eval_steer import Row, Sample, SteerEvaluation, SteeringDefaults
 from amygdala.intervene._events import Event, EventRule
+from amygdala.vectors._run import RunDir
 from amygdala.vectors._train import TrainConfig
 
 NAN = math.nan
@@ -108,6 +112,37 @@ DEFAULTS = SteeringDefaults(layers=(3,), alpha=4.0, lift=0.5, success=0.75, cont
                             table=({"layer": 3, "alpha": 4.0, "lift": NAN},),
                             settings={"n_prompts": 2})
 
+CONF = Confusion(labels=("joyful", "sad"), matrix=np.array([[3, 1], [0, 4]]))
+DETECT = Detection(value=0.75, low=0.5, high=1.0, n_items=8, n_groups=4,
+                   per_concept={"sad": 0.5, "joyful": 1.0})
+PROBE = MethodEvaluation(
+    method="probe", accuracy={"paired": ACC, "readout": ACC},
+    chosen_layers={"paired": {"2": 3, "1": 1}, "readout": {"10-12": 2, "9": 2}},
+    recommended={"paired": 2, "readout": 11}, per_layer={"paired": (0.5, 0.123456),
+                                                          "readout": (0.25, 1.0)},
+    confusion={"paired": CONF, "readout": CONF},
+    transfer={"paired_to_stories": Transfer(accuracy=ACC, layer=2, per_layer=(0.5,),
+                                            skipped=0)},
+    curve=(CurvePoint(size=4, n_train=4.0, draws={"paired": (0.5,), "readout": (0.75,)}),),
+    recommended_band={"readout": (10, 11, 12)}, settings={"readout": {"shrinkage": 0.5}},
+    chosen_settings={"readout": {"shrinkage=0.5": 3, "shrinkage=0.1": 1}},
+    detection={"z": DETECT, "relative": attrs.evolve(DETECT, value=0.875)},
+    recommended_view="relative")
+PAIRED = MethodEvaluation(
+    method="paired", accuracy={"paired": ACC, "readout": ACC},
+    chosen_layers={"paired": {"2": 4}, "readout": {"2": 4}},
+    recommended={"paired": 2, "readout": 2}, per_layer={"paired": (0.5, 0.75),
+                                                         "readout": (0.5, 0.5)},
+    confusion={"paired": CONF, "readout": CONF})
+EVALUATION = Evaluation(
+    methods=("probe", "paired"), layers=(1, 2), accuracy=np.array([[0.5, 0.123456],
+                                                                   [0.5, 0.75]]),
+    recommended={"probe": 2, "paired": 2},
+    per_concept={"probe": {"joyful": 0.75, "sad": 1.0}, "paired": {"joyful": 0.5}},
+    n_items=8, chance=0.5, bag_of_words=0.3333333,
+    results={"probe": PROBE, "paired": PAIRED}, baselines={"paired": ACC, "readout": ACC},
+    settings={"folds": 4, "seed": 0, "layers": None})
+
 SAMPLES: dict[str, Any] = {
     "accuracy": ACC,
     "accuracy_nan": Accuracy(value=NAN, low=NAN, high=NAN, n_items=0, n_groups=0, chance=0.5),
@@ -145,6 +180,8 @@ SAMPLES: dict[str, Any] = {
                                 store_dtype="float16", device="cpu", dtype="bfloat16",
                                 shrinkage=0.25),
     "train_config_defaults": TrainConfig(),
+    "method_evaluation": PROBE,
+    "evaluation_format4": EVALUATION,
 }
 
 
@@ -164,9 +201,14 @@ def _defaults_file(out: Path) -> Path:
     return DEFAULTS.save(out)
 
 
+def _evaluation_file(out: Path) -> Path:
+    return write_json(RunDir(out).evaluation, EVALUATION.to_json())
+
+
 FILES: dict[str, Callable[[Path], Path]] = {
     "joyful.json": _circuit_file, "quality.json": _quality_file,
     "eval_steer.json": _steer_file, "steering.json": _defaults_file,
+    "evaluation.json": _evaluation_file,
 }
 
 

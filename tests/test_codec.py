@@ -20,6 +20,7 @@ from amygdala.diagnose._circuit_experiments import CircuitExperiments, CrossFitE
 from amygdala.diagnose._circuits import Circuit
 from amygdala.diagnose._curve import CurvePoint
 from amygdala.diagnose._detection import Detection
+from amygdala.diagnose._evaluate import FORMAT_VERSION, Evaluation, MethodEvaluation
 from amygdala.diagnose._heldout import HeldoutTransfer
 from amygdala.diagnose._intervals import Accuracy, Confusion
 from amygdala.diagnose._quality import ConceptQuality, LayerQuality, QualityReport
@@ -135,9 +136,12 @@ READERS: dict[str, Any] = {
     "event": Event.from_json, "steer_evaluation": SteerEvaluation.from_json,
     "detection": Detection.from_json, "train_config": config_from_json,
     "train_config_defaults": config_from_json,
+    "method_evaluation": lambda data: MethodEvaluation.from_json("probe", data),
+    "evaluation_format4": Evaluation.from_json,
 }
 # Written rounded: a round trip gives the rounded values, not the originals.
-ROUNDED = {"accuracy", "curve_point", "transfer", "heldout", "event", "detection"}
+ROUNDED = {"accuracy", "curve_point", "transfer", "heldout", "event", "detection",
+           "method_evaluation", "evaluation_format4"}
 
 
 def same(a: Any, b: Any) -> bool:
@@ -255,3 +259,12 @@ def test_null_config_fields_take_their_defaults() -> None:
     # The reader before the codec used `config.get(key) or default` for every field.
     assert same(config_from_json({"model": None, "pooling": None, "batch_size": None,
                                   "dtype": None, "shrinkage": None}), TrainConfig())
+
+
+def test_an_evaluation_of_the_first_release_loads() -> None:
+    # evaluation.json before format_version: no results; "best" names the layer.
+    ev = Evaluation.from_json(json.loads((DATA / "evaluation_format1.json").read_text()))
+    assert ev.methods == ("paired", "pca") and ev.recommended == {"paired": 1, "pca": 1}
+    assert ev.best_layer("paired") == (1, 0.75) and ev.results == {}
+    np.testing.assert_array_equal(ev.accuracy, [[0.5, 0.75, 0.625], [0.375, 0.5, 0.5]])
+    assert ev.to_json()["format_version"] == FORMAT_VERSION
