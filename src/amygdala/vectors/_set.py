@@ -130,7 +130,8 @@ def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-def _check_set(instance: SteeringVectorSet) -> None:
+def _check_arrays(instance: SteeringVectorSet) -> None:
+    """Shapes and finiteness of the given arrays: before any reader is derived from them."""
     c, n_layers, d = instance.directions.shape
     if c != len(instance.concepts) or n_layers != len(instance.layers):
         raise DimensionMismatchError(
@@ -141,17 +142,23 @@ def _check_set(instance: SteeringVectorSet) -> None:
         raise DimensionMismatchError("raw_norm must be [concepts, layers], resid_norm [layers]")
     if instance.std.shape != (n_layers, d) or instance.mean.shape != (n_layers, d):
         raise DimensionMismatchError("mean and std must be [layers, d_model]")
+    for name in ("directions", "raw_norm", "resid_norm", "std", "mean"):
+        if not np.isfinite(getattr(instance, name)).all():
+            raise NonFiniteError(f"{name} contains NaN or inf")
+    if len(set(instance.concepts)) != len(instance.concepts):
+        raise ValueError(f"duplicate concepts in {instance.concepts}")
+
+
+def _check_readers(instance: SteeringVectorSet) -> None:
+    c, n_layers = instance.raw_norm.shape
     readers, offsets = instance.all_readers, instance.all_offsets
     if readers.shape != instance.directions.shape or offsets.shape != (c, n_layers):
         raise DimensionMismatchError(
             f"readers must be [concepts, layers, d] {instance.directions.shape} and offsets "
             f"[concepts, layers] {(c, n_layers)}; got {readers.shape} and {offsets.shape}")
-    for name in ("directions", "raw_norm", "resid_norm", "std", "mean", "all_readers",
-                 "all_offsets"):
+    for name in ("all_readers", "all_offsets"):
         if not np.isfinite(getattr(instance, name)).all():
             raise NonFiniteError(f"{name} contains NaN or inf")
-    if len(set(instance.concepts)) != len(instance.concepts):
-        raise ValueError(f"duplicate concepts in {instance.concepts}")
 
 
 @final
@@ -192,11 +199,12 @@ class SteeringVectorSet:
     offsets_: np.ndarray | None = attrs.field(default=None, eq=False, alias="offsets")
 
     def __attrs_post_init__(self) -> None:
+        _check_arrays(self)
         if self.readers_ is None or self.offsets_ is None:
             readers, offsets = derived_readers(self.directions, self.mean, self.std)
             object.__setattr__(self, "readers_", readers)
             object.__setattr__(self, "offsets_", offsets)
-        _check_set(self)
+        _check_readers(self)
 
     @property
     def all_readers(self) -> np.ndarray:
