@@ -597,10 +597,15 @@ def shared_component(vectors: SteeringVectorSet, stats: ReadoutStats,
 
     z = zscore_tokens(vectors, stats, hidden, layers)
     r2 = shared_variance(z)
+    # A concept whose z is constant over the items has no R^2 (NaN); with none left there
+    # is no summary (None), rather than the mean of an empty slice.
+    finite = r2[np.isfinite(r2)]
+    mean, median = ((round(float(finite.mean()), 4), round(float(np.median(finite)), 4))
+                    if finite.size else (None, None))
     return {"layers": list(layers),
             "per_concept": {c: round(float(v), 4) for c, v in zip(vectors.concepts, r2,
                                                                    strict=True)},
-            "mean": round(float(np.nanmean(r2)), 4), "median": round(float(np.nanmedian(r2)), 4),
+            "mean": mean, "median": median,
             "n_items": int(z.shape[0]), "measured_on": measured_on}
 
 
