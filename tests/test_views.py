@@ -280,6 +280,10 @@ def test_serve_startup_line_and_default_view(
     table = done["amygdala"]
     assert table["view"] == "relative" and "z" not in table
     assert table["layers"] == [1, 2] and "recommended read-out" in table["layers_from"]
+    listed = client.get("/v1/models").json()["data"][0]["amygdala"]
+    assert (listed["default_layers"], listed["default_view"], listed["default_events_on"]) == (
+        [1, 2], "relative", "relative")
+    assert "recommended read-out band 1-2" in listed["layers_from"]
     bad = client.post("/v1/completions", json={"prompt": PROMPT,
                                                "amygdala": {"view": "raw"}})
     assert bad.status_code == 400

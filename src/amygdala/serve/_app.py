@@ -421,7 +421,10 @@ def create_app(monitor: Monitor, config: ServeConfig | None = None) -> Starlette
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "amygdala",
              "amygdala": {"concepts": list(vectors.concepts), "layers": list(vectors.layers),
-                          "default_layers": list(monitor.layers)}}
+                          "default_layers": list(monitor.layers),
+                          "layers_from": monitor.layers_from,
+                          "default_view": monitor.view,
+                          "default_events_on": monitor.events_on}}
             for name in engine.model_ids]})
 
     async def health(_request: Request) -> Response:
