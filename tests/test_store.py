@@ -94,14 +94,14 @@ _CHILD = textwrap.dedent("""
 def test_killed_capture_resumes_without_recomputing(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(_CHILD.format(src=str(SRC), root=str(ROOT), path=str(tmp_path / "store")))
-    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"})
-    assert child.stdout is not None
-    for _ in range(5):  # let a few shards land, then kill without warning
-        child.stdout.readline()
-    time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}"}) as child:
+        assert child.stdout is not None
+        for _ in range(5):  # let a few shards land, then kill without warning
+            child.stdout.readline()
+        time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
     texts = [f"text number {i} " * (1 + i % 5) for i in range(400)]
     sites = [Site(layer=0), Site(layer=2)]
     store, backend = make_store(tmp_path / "store")
