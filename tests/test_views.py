@@ -320,3 +320,14 @@ def test_watch_on_a_trained_run_reads_where_its_evaluation_says(
     assert start["events_on"] == start["view"] == rec["view"]
     assert str(tiny_run_copy / "evaluation.json") in start["layers_from"]
     assert "from the recommended read-out" in out.err
+
+
+def test_a_readout_names_its_view() -> None:
+    from amygdala.intervene._readout import Readout
+
+    z = np.zeros((2, 2))
+    plain = Readout(tokens=["a", "b"], concepts=["x", "y"], layer=1, z=z)
+    rel = Readout(tokens=["a", "b"], concepts=["x", "y"], layer=1, z=z, relative=True)
+    assert (plain.view, plain.to_json()["view"]) == ("z", "z")
+    assert (rel.view, rel.to_json()["view"], rel.to_json()["relative"]) == (
+        "relative", "relative", True)

@@ -331,11 +331,16 @@ class Readout:
         rows = self.z[max(self.start, first):, self.concepts.index(concept)]
         return float(rows.mean()) if len(rows) else 0.0
 
+    @property
+    def view(self) -> View:
+        """The view of ``z``: ``relative`` or ``z`` (`amygdala._views`)."""
+        return "relative" if self.relative else "z"
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (``view`` names what ``z`` holds; ``relative`` is its old flag)."""
         return {"layer": self.layer, "band": list(self.band), "relative": self.relative,
-                "start": self.start, "skip": self.skip, "skip_source": self.skip_source,
-                "tokens": list(self.tokens),
+                "view": self.view, "start": self.start, "skip": self.skip,
+                "skip_source": self.skip_source, "tokens": list(self.tokens),
                 "concepts": list(self.concepts),
                 "z": np.round(self.z, 3).tolist()}
 
