@@ -6,6 +6,7 @@ from amygdala.backends._architectures import (
     register_architecture,
 )
 from amygdala.backends._attach import attach
+from amygdala.backends._hooked import HookedBackend, remover, resid_mid_shift
 from amygdala.backends._loading import DEFAULT_MODEL, LoadedModel, load_model, model_dims
 from amygdala.backends._protocol import Ablation, Backend, Edit, Generation, TokenBatch, Trace
 from amygdala.backends._registry import (
@@ -26,6 +27,7 @@ __all__ = [
     "BackendSpec",
     "Edit",
     "Generation",
+    "HookedBackend",
     "LoadedModel",
     "TokenBatch",
     "Trace",
@@ -36,4 +38,6 @@ __all__ = [
     "model_dims",
     "register_architecture",
     "register_backend",
+    "remover",
+    "resid_mid_shift",
 ]

@@ -6,6 +6,7 @@ importers return one (`import_gguf`, `from_pretrained`, ...), so `SteeringVector
 no file format but its own and the modules import one way.
 """
 
+from amygdala.vectors._bundle import ReadoutBundle, relative, shared_variance
 from amygdala.vectors._extract import (
     METHODS,
     NORMALISATIONS,
@@ -44,6 +45,7 @@ __all__ = [
     "Method",
     "Normalisation",
     "RawDirections",
+    "ReadoutBundle",
     "RunDir",
     "Session",
     "SteeringVector",
@@ -60,7 +62,9 @@ __all__ = [
     "import_gguf",
     "open_session",
     "paired_differences",
+    "relative",
     "save_pretrained",
+    "shared_variance",
     "to_control_vector",
     "to_steering_vector",
     "train",
