@@ -8,7 +8,9 @@ back as ints. Per-field metadata (`spec`) keeps today's file formats as they are
 renamed key, a float rounding, the dtype of an array, several fields as one list (an
 interval's ``low`` and ``high`` as ``"ci95": [low, high]``). A class whose format is not its
 fields (grouped keys, computed entries, legacy layouts) registers a small pair of hooks
-(`register`) instead of contorting the rest. `check_version` is the one format-version
+(`register`) instead of contorting the rest; a hook usually reshapes what `to_fields`
+gives and hands `from_fields` the reshaped file back, so the fields' own types, renames
+and roundings still apply. `check_version` is the one format-version
 check of every ``from_json``; it raises the caller's typed error naming what it found,
 what it reads and how to fix it.
 
@@ -33,7 +35,8 @@ import numpy as np
 
 from amygdala.errors import AmygdalaError
 
-__all__ = ["check_version", "from_data", "register", "spec", "to_data"]
+__all__ = ["check_version", "from_data", "from_fields", "register", "spec", "to_data",
+           "to_fields"]
 
 T = TypeVar("T")
 _META = "json"
@@ -115,6 +118,20 @@ def _encode(value: Any, options: Mapping[str, Any], finite: bool) -> Any:
                     "a container, a number, a string or a numpy array")
 
 
+def to_fields(value: Any, *, finite: bool = False) -> dict[str, Any]:
+    """The field-by-field JSON of attrs instance ``value``, ignoring a hook registered for
+    its own class (nested values still use theirs): what a hook starts from.
+
+    >>> @attrs.frozen
+    ... class Span:
+    ...     low: float = attrs.field(metadata=spec(key="ci", at=0))
+    ...     high: float = attrs.field(metadata=spec(key="ci", at=1))
+    >>> to_fields(Span(0.5, 1.0))
+    {'ci': [0.5, 1.0]}
+    """
+    return _encode_fields(value, finite)
+
+
 def _encode_fields(value: Any, finite: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in attrs.fields(type(value)):
@@ -181,17 +198,7 @@ def _decode_type(tp: type, data: Any, options: Mapping[str, Any]) -> Any:
     if decoder is not None:
         return decoder(data)
     if attrs.has(tp):
-        hints = _hints(tp)
-        kwargs: dict[str, Any] = {}
-        for f in attrs.fields(tp):
-            options = _options(f)
-            key, at = options.get("key", f.name), options.get("at")
-            if key in data:
-                item = data[key] if at is None else data[key][at]
-                kwargs[f.alias] = _decode(hints[f.name], item, options)
-            elif f.default is attrs.NOTHING:
-                raise KeyError(key)
-        return tp(**kwargs)
+        return from_fields(tp, data)
     if tp is np.ndarray:
         return np.asarray(data, options.get("dtype", np.float64))
     if tp is float:
@@ -201,6 +208,27 @@ def _decode_type(tp: type, data: Any, options: Mapping[str, Any]) -> Any:
     if tp is Path:
         return Path(data)
     return data
+
+
+def from_fields(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build a ``cls`` from its field-by-field JSON (the inverse of `to_fields`), ignoring a
+    hook registered for ``cls`` itself.
+
+    Raises:
+        KeyError: a field without a default is missing.
+        TypeError, ValueError: a value does not fit its field's type.
+    """
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in attrs.fields(cls):  # type: ignore[arg-type]
+        options = _options(f)
+        key, at = options.get("key", f.name), options.get("at")
+        if key in data:
+            item = data[key] if at is None else data[key][at]
+            kwargs[f.alias] = _decode(hints[f.name], item, options)
+        elif f.default is attrs.NOTHING:
+            raise KeyError(key)
+    return cls(**kwargs)
 
 
 def check_version(data: Mapping[str, Any], *, readable: Collection[int],

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from amygdala._codec import from_data, spec, to_data
+from amygdala._codec import from_data, from_fields, register, spec, to_data, to_fields
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._folds import PAIRED_ONLY, FoldFit, make_fitter, method_readers
 from amygdala.diagnose._intervals import Accuracy, accuracy_with_interval
@@ -49,13 +49,24 @@ class Transfer:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the accuracy's keys at the top level)."""
-        data = to_data(self)
-        return {**data.pop("accuracy"), **data}
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Transfer:
         """Inverse of `to_json`."""
-        return from_data(cls, {**data, "accuracy": data})
+        return from_data(cls, data)
+
+
+def _transfer_data(transfer: Transfer) -> dict[str, Any]:
+    data = to_fields(transfer)
+    return {**data.pop("accuracy"), **data}
+
+
+# The accuracy's keys sit at the top level of a transfer: a custom format, used wherever a
+# Transfer is nested (an evaluation's results).
+register(Transfer, encode=_transfer_data,
+         decode=lambda data: from_fields(Transfer, {**data, "accuracy": data}))
 
 
 def _stories(corpus: Corpus, concepts: Sequence[str]) -> tuple[list[str], np.ndarray]:
