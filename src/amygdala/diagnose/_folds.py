@@ -7,10 +7,11 @@ a function of per-scenario sums get a *fast fitter* that precomputes those sums 
 (standardised paired differences, their per-concept Gram matrices, their outer products)
 and, per fold, only removes what the held-out scenarios contributed; ``subspace`` keeps one
 orthonormal basis per concept and layer for the span of every text it may use, and a fold
-only reweights the rows in it. ``unpaired`` (stories only) is fitted once through `extract`,
-and so is every method when the corpus has no neutral texts (the reference statistics then
-come from the scenarios themselves, so each fold has its own). ``tests/test_evaluate.py`` checks that each fast fitter returns the same readers
-as `extract` on the same training scenarios.
+only reweights the rows in it. ``unpaired`` (stories only) is fitted once through `extract`;
+every method goes through `extract` on each fold's scenarios when the corpus has no neutral
+texts (the reference statistics then come from the scenarios themselves).
+``tests/test_evaluate.py`` checks that each fast fitter returns the same readers as
+`extract` on the same training scenarios.
 
 A fit yields raw-space *readers* and *offsets*: ``readers[c, l] @ h + offsets[c, l]`` is
 the method's score of a pooled activation ``h`` (`method_readers`).
