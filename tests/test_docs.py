@@ -123,7 +123,7 @@ def docs_dir(request: pytest.FixtureRequest, tmp_path: Path,
     Global registries a page may extend (`register_backend`, `register_architecture`) are
     restored afterwards, so a page cannot change what later tests see.
     """
-    from amygdala.backends import ARCHITECTURES, BACKENDS
+    from amygdala.backends import BACKENDS, _architectures
 
     page: Path = request.node.callspec.params["page"]
     work = tmp_path / "work"
@@ -135,14 +135,14 @@ def docs_dir(request: pytest.FixtureRequest, tmp_path: Path,
         shutil.copytree(small_run.run_dir, work / "runs" / "demo")
         monkeypatch.setenv("AMYGDALA_CACHE", str(request.getfixturevalue("docs_cache")))
     monkeypatch.chdir(work)
-    backends, architectures = dict(BACKENDS), dict(ARCHITECTURES)
+    # register_architecture writes the user maps, a private dict: replaced for the page.
+    monkeypatch.setattr(_architectures, "_USER", dict(_architectures._USER))
+    backends = dict(BACKENDS)
     try:
         yield work
     finally:
         BACKENDS.clear()
         BACKENDS.update(backends)
-        ARCHITECTURES.clear()
-        ARCHITECTURES.update(architectures)
 
 
 @pytest.fixture(scope="session")
