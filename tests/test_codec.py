@@ -25,7 +25,12 @@ from amygdala.diagnose._heldout import HeldoutTransfer
 from amygdala.diagnose._intervals import Accuracy, Confusion
 from amygdala.diagnose._quality import ConceptQuality, LayerQuality, QualityReport
 from amygdala.diagnose._transfer import Transfer
-from amygdala.errors import CircuitFileError, QualityFileError, VectorFileError
+from amygdala.errors import (
+    CircuitFileError,
+    EvaluationFileError,
+    QualityFileError,
+    VectorFileError,
+)
 from amygdala.intervene._eval_steer import SteerEvaluation
 from amygdala.intervene._events import Event, EventRule
 from amygdala.vectors._run import config_from_json
@@ -268,3 +273,14 @@ def test_an_evaluation_of_the_first_release_loads() -> None:
     assert ev.best_layer("paired") == (1, 0.75) and ev.results == {}
     np.testing.assert_array_equal(ev.accuracy, [[0.5, 0.75, 0.625], [0.375, 0.5, 0.5]])
     assert ev.to_json()["format_version"] == FORMAT_VERSION
+
+
+def test_a_newer_or_broken_evaluation_raises_the_typed_error() -> None:
+    data = json.loads((DATA / "evaluation.json").read_text())
+    with pytest.raises(EvaluationFileError, match="format_version 9, this amygdala reads 1, 2"):
+        Evaluation.from_json({**data, "format_version": 9})
+    with pytest.raises(EvaluationFileError, match="lacks or mistypes field 'n_items'"):
+        Evaluation.from_json({k: v for k, v in data.items() if k != "n_items"})
+    broken = {**data, "results": {"probe": {**data["results"]["probe"], "paired": {}}}}
+    with pytest.raises(EvaluationFileError, match="lacks or mistypes"):
+        Evaluation.from_json(broken)

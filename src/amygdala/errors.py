@@ -17,6 +17,7 @@ __all__ = [
     "DegenerateDirectionError",
     "DeviceError",
     "DimensionMismatchError",
+    "EvaluationFileError",
     "LintError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -121,6 +122,10 @@ class CircuitFileError(AmygdalaError, ValueError):
 
 class QualityFileError(AmygdalaError, ValueError):
     """A quality.json file is missing, malformed or from a newer schema."""
+
+
+class EvaluationFileError(AmygdalaError, ValueError):
+    """An evaluation.json file is malformed or from a newer format."""
 
 
 class ViewError(AmygdalaError, ValueError):

@@ -21,12 +21,21 @@ the layer on the reported folds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
+from amygdala._codec import (
+    check_version,
+    from_data,
+    from_fields,
+    register,
+    spec,
+    to_data,
+    to_fields,
+)
 from amygdala._views import VIEWS, View, view_from_file
 from amygdala.corpus._model import Corpus
 from amygdala.diagnose._bow import BagOfWords, variant_texts
@@ -41,13 +50,14 @@ from amygdala.diagnose._intervals import (
 )
 from amygdala.diagnose._nested import BAND_WIDTHS, TASKS, Items, NestedRun, run_nested
 from amygdala.diagnose._transfer import Transfer, paired_to_stories, stories_to_paired
-from amygdala.errors import CorpusError, UnknownSiteError
+from amygdala.errors import CorpusError, EvaluationFileError, UnknownSiteError
 from amygdala.vectors._extract import ExtractionInput, Method, Normalisation
 
 __all__ = ["FORMAT_VERSION", "Evaluation", "MethodEvaluation", "evaluate"]
 
 # 4: the z view is named "z" (format 3 called it "raw": detection keys, recommended views).
 FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 PROTOCOL = (
     "nested leave-one-scenario-out: for each held-out scenario the layer (read-out: layer or "
     "band of layers) and the probe's shrinkage are chosen by cross-validation over the other "
@@ -85,7 +95,7 @@ class MethodEvaluation:
     accuracy: dict[str, Accuracy]
     chosen_layers: dict[str, dict[str, int]]
     recommended: dict[str, int]
-    per_layer: dict[str, tuple[float, ...]]
+    per_layer: dict[str, tuple[float, ...]] = attrs.field(metadata=spec(round=4))
     confusion: dict[str, Confusion]
     transfer: dict[str, Transfer] = attrs.field(factory=dict)
     curve: tuple[CurvePoint, ...] = ()
@@ -96,47 +106,16 @@ class MethodEvaluation:
     recommended_view: View = "z"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        out: dict[str, Any] = {}
-        for task in TASKS:
-            conf = self.confusion[task]
-            out[task] = {
-                **self.accuracy[task].to_json(), "recommended_layer": self.recommended[task],
-                "recommended_band": list(self.recommended_band.get(task, ())),
-                "settings": dict(self.settings.get(task, {})),
-                "chosen_layers": dict(sorted(self.chosen_layers[task].items(),
-                                             key=lambda kv: _label_key(kv[0]))),
-                "chosen_settings": dict(sorted(self.chosen_settings.get(task, {}).items())),
-                "per_layer_diagnostic": [round(a, 4) for a in self.per_layer[task]],
-                "per_concept": conf.per_concept(), "confusion": conf.to_json(),
-            }
-        out["readout"]["detection"] = {v: d.to_json() for v, d in self.detection.items()}
-        out["readout"]["recommended_view"] = self.recommended_view
-        out["transfer"] = {k: v.to_json() for k, v in self.transfer.items()}
-        out["learning_curve"] = [p.to_json() for p in self.curve]
-        return out
+        """A JSON-ready dict: one entry per task, then transfer and the learning curve
+        (the method is the key it is filed under)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, method: str, data: dict[str, Any]) -> MethodEvaluation:
         """Inverse of `to_json` (format-2 results have no bands, settings or detection;
         format 3 named the z view ``raw``)."""
-        return cls(
-            method=method,
-            accuracy={t: Accuracy.from_json(data[t]) for t in TASKS},
-            chosen_layers={t: {str(k): v for k, v in data[t]["chosen_layers"].items()}
-                           for t in TASKS},
-            recommended={t: data[t]["recommended_layer"] for t in TASKS},
-            per_layer={t: tuple(data[t]["per_layer_diagnostic"]) for t in TASKS},
-            confusion={t: Confusion.from_json(data[t]["confusion"]) for t in TASKS},
-            transfer={k: Transfer.from_json(v) for k, v in data.get("transfer", {}).items()},
-            curve=tuple(CurvePoint.from_json(p) for p in data.get("learning_curve", [])),
-            recommended_band={t: tuple(data[t].get("recommended_band", ())) for t in TASKS},
-            settings={t: dict(data[t].get("settings", {})) for t in TASKS},
-            chosen_settings={t: dict(data[t].get("chosen_settings", {})) for t in TASKS},
-            detection={view: Detection.from_json(d)
-                       for v, d in data["readout"].get("detection", {}).items()
-                       if (view := view_from_file(v)) is not None},
-            recommended_view=view_from_file(data["readout"].get("recommended_view")) or "z")
+        return from_data(cls, {**data, "method": method})
 
     def recommended_read(self) -> dict[str, Any]:
         """How to read with this method: ``{"layer", "band", "view", "settings"}``."""
@@ -150,6 +129,53 @@ def _label_key(label: str) -> tuple[int, int]:
     """Sort key of a reading label: ``"14"`` -> (14, 14), ``"12-16"`` -> (12, 16)."""
     first, _, last = label.partition("-")
     return int(first), int(last or first)
+
+
+def _method_data(result: MethodEvaluation) -> dict[str, Any]:
+    fields = to_fields(result)
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        chosen = fields["chosen_layers"][task]
+        out[task] = {
+            **fields["accuracy"][task], "recommended_layer": fields["recommended"][task],
+            "recommended_band": fields["recommended_band"].get(task, []),
+            "settings": fields["settings"].get(task, {}),
+            "chosen_layers": {k: chosen[k] for k in sorted(chosen, key=_label_key)},
+            "chosen_settings": dict(sorted(fields["chosen_settings"].get(task, {}).items())),
+            "per_layer_diagnostic": fields["per_layer"][task],
+            "per_concept": result.confusion[task].per_concept(),
+            "confusion": fields["confusion"][task],
+        }
+    out["readout"]["detection"] = fields["detection"]
+    out["readout"]["recommended_view"] = fields["recommended_view"]
+    out["transfer"] = fields["transfer"]
+    out["learning_curve"] = fields["curve"]
+    return out
+
+
+def _method_from_data(data: Mapping[str, Any]) -> MethodEvaluation:
+    tasks = {t: data[t] for t in TASKS}
+    readout = data["readout"]
+    detection = {view: d for v, d in readout.get("detection", {}).items()
+                 if (view := view_from_file(v)) is not None}
+    return from_fields(MethodEvaluation, {
+        "method": data["method"], "accuracy": tasks,
+        "chosen_layers": {t: d["chosen_layers"] for t, d in tasks.items()},
+        "recommended": {t: d["recommended_layer"] for t, d in tasks.items()},
+        "per_layer": {t: d["per_layer_diagnostic"] for t, d in tasks.items()},
+        "confusion": {t: d["confusion"] for t, d in tasks.items()},
+        "transfer": data.get("transfer", {}), "curve": data.get("learning_curve", []),
+        "recommended_band": {t: d.get("recommended_band", []) for t, d in tasks.items()},
+        "settings": {t: d.get("settings", {}) for t, d in tasks.items()},
+        "chosen_settings": {t: d.get("chosen_settings", {}) for t, d in tasks.items()},
+        "detection": detection,
+        "recommended_view": view_from_file(readout.get("recommended_view")) or "z",
+    })
+
+
+# A result is filed per task (accuracy, layers, confusion side by side), the read-out's
+# detection inside its task: a custom layout, nested in `Evaluation` under its method.
+register(MethodEvaluation, encode=_method_data, decode=_method_from_data)
 
 
 @attrs.frozen(kw_only=True)
@@ -175,14 +201,16 @@ class Evaluation:
 
     methods: tuple[str, ...]
     layers: tuple[int, ...]
-    accuracy: np.ndarray = attrs.field(eq=False)
-    recommended: dict[str, int]
-    per_concept: dict[str, dict[str, float]]
+    accuracy: np.ndarray = attrs.field(eq=False, metadata=spec(round=4))
+    recommended: dict[str, int] = attrs.field(metadata=spec(key="recommended_layer"))
+    per_concept: dict[str, dict[str, float]] = attrs.field(
+        metadata=spec(key="per_concept_at_best_layer"))
     n_items: int
-    chance: float
-    bag_of_words: float
+    chance: float = attrs.field(metadata=spec(round=4))
+    bag_of_words: float = attrs.field(metadata=spec(round=4))
     results: dict[str, MethodEvaluation] = attrs.field(factory=dict)
-    baselines: dict[str, Accuracy] = attrs.field(factory=dict)
+    baselines: dict[str, Accuracy] = attrs.field(factory=dict,
+                                                 metadata=spec(key="bag_of_words_detail"))
     settings: dict[str, Any] = attrs.field(factory=dict)
 
     def best_layer(self, method: str) -> tuple[int, float]:
@@ -199,55 +227,75 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``evaluation.json``)."""
-        best = {}
-        for m in self.methods:
-            layer, acc = self.best_layer(m)
-            best[m] = {"layer": layer, "accuracy": round(acc, 4)}
-            if m in self.results:
-                best[m]["ci95"] = self.results[m].accuracy["paired"].to_json()["ci95"]
-        return {
-            "format_version": FORMAT_VERSION, "protocol": PROTOCOL, "settings": self.settings,
-            "methods": list(self.methods), "layers": list(self.layers),
-            "recommended_layer": dict(self.recommended), "best": best,
-            "recommended_band": {m: list(r.recommended_band.get("readout", ()))
-                                 for m, r in self.results.items()},
-            "recommended_read": {m: r.recommended_read() for m, r in self.results.items()},
-            "recommended_settings": {m: dict(r.settings.get("readout", {}))
-                                     for m, r in self.results.items()},
-            "accuracy": {m: [round(float(a), 4) for a in self.accuracy[i]]
-                         for i, m in enumerate(self.methods)},
-            "accuracy_is": "per-layer leave-one-scenario-out diagnostic (paired task); "
-                           "layer choice on these folds is optimistic",
-            "per_concept_at_best_layer": self.per_concept,
-            "n_items": self.n_items, "chance": round(self.chance, 4),
-            "bag_of_words": round(self.bag_of_words, 4),
-            "bag_of_words_detail": {k: v.to_json() for k, v in self.baselines.items()},
-            "results": {m: r.to_json() for m, r in self.results.items()},
-        }
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Evaluation:
-        """Inverse of `to_json`; also reads format-1 files (their ``best`` becomes
-        ``recommended``)."""
-        methods = tuple(data["methods"])
-        recommended = data.get("recommended_layer") or {m: data["best"][m]["layer"]
-                                                        for m in methods}
-        return cls(methods=methods, layers=tuple(data["layers"]),
-                   accuracy=np.array([data["accuracy"][m] for m in methods]),
-                   recommended=recommended,
-                   per_concept=data["per_concept_at_best_layer"], n_items=data["n_items"],
-                   chance=data["chance"], bag_of_words=data["bag_of_words"],
-                   results={m: MethodEvaluation.from_json(m, r)
-                            for m, r in data.get("results", {}).items()},
-                   baselines={k: Accuracy.from_json(v)
-                              for k, v in data.get("bag_of_words_detail", {}).items()},
-                   settings=data.get("settings", {}))
+    def from_json(cls, data: Mapping[str, Any]) -> Evaluation:
+        """Inverse of `to_json`; also reads formats 1-3 (format 1 has no ``format_version``
+        and its ``best`` gives the recommended layer).
+
+        Raises:
+            EvaluationFileError: a newer format, or a field is missing or mistyped.
+        """
+        return from_data(cls, data)
 
     def render(self) -> str:
         """The printed summary (see `render_evaluation`)."""
         from amygdala.diagnose._render_eval import render_evaluation
 
         return render_evaluation(self)
+
+
+def _evaluation_data(ev: Evaluation) -> dict[str, Any]:
+    fields = to_fields(ev)
+    best = {}
+    for m in ev.methods:
+        layer, acc = ev.best_layer(m)
+        best[m] = {"layer": layer, "accuracy": round(acc, 4)}
+        if m in ev.results:
+            best[m]["ci95"] = fields["results"][m]["paired"]["ci95"]
+    return {
+        "format_version": FORMAT_VERSION, "protocol": PROTOCOL, "settings": fields["settings"],
+        "methods": fields["methods"], "layers": fields["layers"],
+        "recommended_layer": fields["recommended_layer"], "best": best,
+        "recommended_band": {m: list(r.recommended_band.get("readout", ()))
+                             for m, r in ev.results.items()},
+        "recommended_read": {m: r.recommended_read() for m, r in ev.results.items()},
+        "recommended_settings": {m: dict(r.settings.get("readout", {}))
+                                 for m, r in ev.results.items()},
+        "accuracy": dict(zip(ev.methods, fields["accuracy"], strict=True)),
+        "accuracy_is": "per-layer leave-one-scenario-out diagnostic (paired task); "
+                       "layer choice on these folds is optimistic",
+        "per_concept_at_best_layer": fields["per_concept_at_best_layer"],
+        "n_items": fields["n_items"], "chance": fields["chance"],
+        "bag_of_words": fields["bag_of_words"],
+        "bag_of_words_detail": fields["bag_of_words_detail"], "results": fields["results"],
+    }
+
+
+def _evaluation_from_data(data: Mapping[str, Any]) -> Evaluation:
+    # Format 1 (the first release) wrote no format_version.
+    check_version({"format_version": 1, **data}, readable=READABLE_FORMATS,
+                  error=EvaluationFileError, what="evaluation.json",
+                  fix="upgrade amygdala, or rerun `amygdala train` (or `amygdala evaluate`)")
+    try:
+        methods = list(data["methods"])
+        return from_fields(Evaluation, {
+            **data, "accuracy": [data["accuracy"][m] for m in methods],
+            "recommended_layer": data.get("recommended_layer") or {
+                m: data["best"][m]["layer"] for m in methods},
+            "results": {m: {**r, "method": m} for m, r in data.get("results", {}).items()},
+        })
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EvaluationFileError(
+            f"evaluation.json lacks or mistypes field {exc}; rerun `amygdala train` "
+            "(or `amygdala evaluate`)") from exc
+
+
+# evaluation.json adds the protocol, the best layers and each method's recommended read-out
+# to the fields, and files the per-layer accuracy by method.
+register(Evaluation, encode=_evaluation_data, decode=_evaluation_from_data)
 
 
 def _bow_nested(corpus: Corpus, items: Items, seed: int) -> dict[str, Accuracy]:
