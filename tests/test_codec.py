@@ -184,6 +184,12 @@ def test_to_json_writes_what_the_code_before_the_codec_wrote(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(READERS))
+def test_each_file_reads_and_writes_back_byte_for_byte(name: str) -> None:
+    text = (DATA / f"{name}.json").read_text()
+    assert codec_samples.dumps(READERS[name](json.loads(text))) == text
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
 def test_files_of_the_code_before_the_codec_load_and_round_trip(name: str) -> None:
     read = READERS[name]
     sample = codec_samples.SAMPLES[name]

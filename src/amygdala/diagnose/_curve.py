@@ -10,13 +10,13 @@ outside the group (one draw).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 
-from amygdala._codec import register
+from amygdala._codec import from_data, from_fields, register, spec, to_data, to_fields
 from amygdala.diagnose._folds import Fitter
 from amygdala.diagnose._nested import TASKS, Items, groups_of, select_layers
 
@@ -36,7 +36,7 @@ class CurvePoint:
     """
 
     size: int | None
-    n_train: float
+    n_train: float = attrs.field(metadata=spec(round=2))
     draws: dict[str, tuple[float, ...]]
 
     def summary(self, task: str) -> dict[str, float]:
@@ -46,24 +46,33 @@ class CurvePoint:
                 "min": float(a.min()), "max": float(a.max())}
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"k": "all" if self.size is None else self.size,
-                "n_train": round(self.n_train, 2),
-                **{task: {"draws": list(self.draws[task]),
-                          **{k: round(v, 4) for k, v in self.summary(task).items()}}
-                   for task in self.draws}}
+        """A JSON-ready dict (``k``: the size or ``"all"``; per task its draws and summary)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CurvePoint:
         """Inverse of `to_json`."""
-        return cls(size=None if data["k"] == "all" else int(data["k"]),
-                   n_train=data["n_train"],
-                   draws={t: tuple(data[t]["draws"]) for t in TASKS if t in data})
+        return from_data(cls, data)
+
+
+def _point_data(point: CurvePoint) -> dict[str, Any]:
+    fields = to_fields(point)
+    return {"k": "all" if point.size is None else fields["size"], "n_train": fields["n_train"],
+            **{task: {"draws": fields["draws"][task],
+                      **{k: round(v, 4) for k, v in point.summary(task).items()}}
+               for task in point.draws}}
+
+
+def _point_from_data(data: Mapping[str, Any]) -> CurvePoint:
+    return from_fields(CurvePoint, {
+        "size": None if data["k"] == "all" else data["k"], "n_train": data["n_train"],
+        "draws": {t: data[t]["draws"] for t in TASKS if t in data}})
 
 
 # ``k`` is a number or "all", and each task's summary is written beside its draws: a
 # custom format, used wherever a CurvePoint is nested.
-register(CurvePoint, encode=CurvePoint.to_json, decode=CurvePoint.from_json)
+register(CurvePoint, encode=_point_data, decode=_point_from_data)
 
 
 def learning_curve(fitter: Fitter, items: Items, *, sizes: Sequence[int] = CURVE_SIZES,

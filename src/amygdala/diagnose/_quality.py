@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 import numpy as np
 
-from amygdala._codec import check_version, from_data, register, to_data
+from amygdala._codec import check_version, from_data, from_fields, register, to_data, to_fields
 from amygdala._io import read_json, write_json
 from amygdala.corpus._model import Corpus, Scenario
 from amygdala.diagnose._quality_render import render_report
@@ -142,53 +142,50 @@ class LayerQuality:
     first_pc_variance_ratio_centred: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "layer": self.layer, "first_pc_variance_ratio": self.first_pc_variance_ratio,
-            "first_pc_variance_ratio_centred": self.first_pc_variance_ratio_centred,
-            "effective_dimension": self.effective_dimension,
-            "alignment": {"mean": self.alignment_mean, "min": self.alignment_min,
-                          "values": list(self.alignments)},
-            "outliers": [{"id": i, "cosine": c} for i, c in self.outliers],
-            "nearest": [{"concept": n, "cosine": c} for n, c in self.nearest],
-            "neuron": None if self.neuron_index is None else
-            {"index": self.neuron_index, "cosine": self.neuron_cosine},
-            "head": None if self.head_index is None else
-            {"index": self.head_index, "share": self.head_share},
-            "split_half_cosine": self.split_half_cosine, "redundancy_r2": self.redundancy_r2,
-            "subspace_eigvals": None if self.subspace_eigvals is None else list(
-                self.subspace_eigvals),
-            "k_signal_at_90pct": self.k_signal_at_90pct,
-            "effective_dim_signal": self.effective_dim_signal,
-            "effective_dim_full": self.effective_dim_full,
-        }
+        """A JSON-ready dict (``alignment``, ``neuron`` and ``head`` grouped)."""
+        data: dict[str, Any] = to_data(self)
+        return data
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> LayerQuality:
         """Inverse of `to_json`."""
-        neuron, head = d["neuron"] or {}, d["head"] or {}
-        return cls(
-            layer=d["layer"], first_pc_variance_ratio=d["first_pc_variance_ratio"],
-            effective_dimension=d["effective_dimension"],
-            alignment_mean=d["alignment"]["mean"], alignment_min=d["alignment"]["min"],
-            alignments=tuple(d["alignment"]["values"]),
-            outliers=tuple((o["id"], o["cosine"]) for o in d["outliers"]),
-            nearest=tuple((n["concept"], n["cosine"]) for n in d["nearest"]),
-            neuron_index=neuron.get("index"), neuron_cosine=neuron.get("cosine"),
-            head_index=head.get("index"), head_share=head.get("share"),
-            split_half_cosine=d["split_half_cosine"], redundancy_r2=d["redundancy_r2"],
-            subspace_eigvals=None if d.get("subspace_eigvals") is None else tuple(
-                d["subspace_eigvals"]),
-            k_signal_at_90pct=d.get("k_signal_at_90pct"),
-            effective_dim_signal=d.get("effective_dim_signal"),
-            effective_dim_full=d.get("effective_dim_full"),
-            first_pc_variance_ratio_centred=d.get("first_pc_variance_ratio_centred"),
-        )
+        return from_data(cls, d)
+
+
+def _layer_data(q: LayerQuality) -> dict[str, Any]:
+    f = to_fields(q)
+    return {
+        "layer": f["layer"], "first_pc_variance_ratio": f["first_pc_variance_ratio"],
+        "first_pc_variance_ratio_centred": f["first_pc_variance_ratio_centred"],
+        "effective_dimension": f["effective_dimension"],
+        "alignment": {"mean": f["alignment_mean"], "min": f["alignment_min"],
+                      "values": f["alignments"]},
+        "outliers": [{"id": i, "cosine": c} for i, c in f["outliers"]],
+        "nearest": [{"concept": n, "cosine": c} for n, c in f["nearest"]],
+        "neuron": None if q.neuron_index is None else
+        {"index": f["neuron_index"], "cosine": f["neuron_cosine"]},
+        "head": None if q.head_index is None else
+        {"index": f["head_index"], "share": f["head_share"]},
+        **{k: f[k] for k in ("split_half_cosine", "redundancy_r2", "subspace_eigvals",
+                             "k_signal_at_90pct", "effective_dim_signal",
+                             "effective_dim_full")},
+    }
+
+
+def _layer_from_data(d: Mapping[str, Any]) -> LayerQuality:
+    neuron, head, alignment = d["neuron"] or {}, d["head"] or {}, d["alignment"]
+    return from_fields(LayerQuality, {
+        **d, "alignment_mean": alignment["mean"], "alignment_min": alignment["min"],
+        "alignments": alignment["values"],
+        "outliers": [(o["id"], o["cosine"]) for o in d["outliers"]],
+        "nearest": [(n["concept"], n["cosine"]) for n in d["nearest"]],
+        "neuron_index": neuron.get("index"), "neuron_cosine": neuron.get("cosine"),
+        "head_index": head.get("index"), "head_share": head.get("share")})
 
 
 # quality.json groups a layer's fields (alignment, neuron, head) and names the pairs: a
 # custom format, used wherever a LayerQuality is nested.
-register(LayerQuality, encode=LayerQuality.to_json, decode=LayerQuality.from_json)
+register(LayerQuality, encode=_layer_data, decode=_layer_from_data)
 
 
 @attrs.frozen(kw_only=True)
