@@ -255,3 +255,18 @@ def test_mean_ablation_on_a_bfloat16_model_writes_the_means() -> None:
     assert acts.dtype == torch.bfloat16
     torch.testing.assert_close(acts[..., [3, 7]].float(),
                                means[[3, 7]].to(torch.bfloat16).float().expand(*acts.shape[:2], 2))
+
+
+def test_forward_stops_at_the_site_and_returns_its_activation(backend: Backend) -> None:
+    # forward(stop_at=site) returns what a trace of a full pass records there, and the
+    # layers after it never run (a trace at the last layer sees nothing).
+    ids = torch.tensor([[40, 41, 42, 43, 44]])
+    mask = torch.ones_like(ids)
+    site = Site(layer=1, point="resid_pre")
+    last = Site(layer=backend.dims.n_layers - 1, point="resid_post")
+    with backend.tracing([site]) as full:
+        backend.forward(ids, mask)
+    with backend.tracing([last]) as after:
+        got = backend.forward(ids, mask, stop_at=site)
+    torch.testing.assert_close(got, full.steps[site][0], rtol=0, atol=0)
+    assert after.steps[last] == []
