@@ -1,8 +1,10 @@
 """Live read-out benchmarks, registered by ``run.py``: monitor overhead and a server load run.
 
-Both use a small real run on SmolLM2 (three concepts, layers 9 and 15, trained by
+Both use a small real run on SmolLM2 (three concepts, layers 9 and 13-21, trained by
 ``tests/live_helpers.build_run`` on a tiny corpus), built once per process in a
-temporary directory; the vectors' content does not change the cost measured.
+temporary directory; the vectors' content does not change the cost measured. Layers
+13-21 are the band the shipped corpus's evaluation recommends for the default (probe)
+read-out, which `Monitor.from_run`, ``watch`` and ``serve`` now read by default.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# The read-out band `amygdala evaluate` recommends for probe on the shipped corpus.
+BAND = tuple(range(13, 22))
 PROMPTS = ("Describe your morning.", "Tell me about a walk by the sea.",
            "Write a note to a friend who moved away.", "What do you think of rain?",
            "Describe a kitchen at night.", "Tell me about your favourite book.",
@@ -41,7 +45,8 @@ def _setup() -> tuple[Any, Path]:
     from amygdala import get_backend, load_model
 
     backend = get_backend("torch", load_model())
-    run_dir = build_run(backend, Path(tempfile.mkdtemp(prefix="amygdala-live-bench-")))
+    run_dir = build_run(backend, Path(tempfile.mkdtemp(prefix="amygdala-live-bench-")),
+                        layers=(9, *BAND))
     return backend, run_dir
 
 
@@ -65,7 +70,7 @@ def live_monitor_overhead(options: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"tokens_per_generation": tokens, "pairs": pairs,
                               "backend": "torch", "kv_cache": True, "chat": True,
                               "load_average_start": os.getloadavg()}
-    for layers in ([15],) if options.quick else ([15], [9, 15]):
+    for layers in ([15],) if options.quick else ([15], [9, 15], list(BAND)):
         monitor = Monitor(run_dir, backend, layers=layers)
         prompt = PROMPTS[0]
         steered_generate(backend, prompt, max_new_tokens=4, chat=True)  # warm-up
@@ -100,10 +105,13 @@ def live_monitor_overhead(options: Any) -> dict[str, Any]:
     result["target"] = 1.10
     result["meets_target"] = bool(one["ratio_median"] <= 1.10)
     both = result.get("layers_9_15")
+    band = result.get("layers_" + "_".join(map(str, BAND)))
     result["summary"] = (
         f"monitor/plain generation ({tokens} tokens, torch, KV cache, {pairs} pairs): "
         f"layer 15 {one['ratio_median']}x (95% CI {one['ratio_ci95'][0]}-"
         f"{one['ratio_ci95'][1]})" + (f", layers 9+15 {both['ratio_median']}x" if both else "")
+        + (f", band 13-21 {band['ratio_median']}x (95% CI {band['ratio_ci95'][0]}-"
+           f"{band['ratio_ci95'][1]})" if band else "")
         + "; target <= 1.10")
     return result
 

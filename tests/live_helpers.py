@@ -52,8 +52,9 @@ def write_corpus(root: Path) -> Path:
     return root
 
 
-def build_run(backend: Any, workdir: Path) -> Path:
-    """Train the small run with ``backend``'s model; compute its neutral statistics."""
+def build_run(backend: Any, workdir: Path, layers: tuple[int, ...] = LAYERS) -> Path:
+    """Train the small run with ``backend``'s model at ``layers``; compute its neutral
+    statistics."""
     from amygdala._types import Pooling
     from amygdala.corpus._model import Corpus
     from amygdala.intervene._readout import load_or_compute_stats
@@ -64,7 +65,7 @@ def build_run(backend: Any, workdir: Path) -> Path:
     loaded = backend.loaded
     store = ActivationStore(workdir / "store", fingerprint=loaded.fingerprint, pooling=Pooling())
     session = Session(loaded=loaded, backend=backend, store=store)
-    result = train(corpus, config=TrainConfig(layers=LAYERS), out=workdir / "run",
+    result = train(corpus, config=TrainConfig(layers=layers), out=workdir / "run",
                    session=session)
     assert result.run_dir is not None
     load_or_compute_stats(result.run_dir, backend, result.vectors)
