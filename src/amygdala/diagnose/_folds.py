@@ -428,11 +428,11 @@ def _fit_subspace(fast: _Fast, train: np.ndarray, shrinkage: float) -> FoldFit:
         small = (basis.r * w) @ np.swapaxes(basis.r, -1, -2)  # [L, k, k]
         vals, vecs = np.linalg.eigh((small + np.swapaxes(small, -1, -2)) / 2)
         top, first = vals[:, -1], vecs[:, :, -1]  # [L], [L, k]
-        if (top <= 1e-9 * np.maximum(np.abs(vals).max(axis=-1), 1e-300)).any():
-            empty = np.flatnonzero(top <= 1e-9 * np.abs(vals).max(axis=-1)).tolist()
+        empty = np.flatnonzero(top <= 1e-9 * np.maximum(np.abs(vals).max(axis=-1), 1e-300))
+        if empty.size:
             raise DegenerateDirectionError(
                 f"method 'subspace': {fast.concepts[c]!r} has no direction with more energy "
-                f"in its texts than in their base texts at layer indices {empty}; use "
+                f"in its texts than in their base texts at layer indices {empty.tolist()}; use "
                 "another method")
         contrast = np.einsum("lkn,n->lk", basis.r, w)
         first *= np.where(np.einsum("lk,lk->l", first, contrast) < 0, -1.0, 1.0)[:, None]
